@@ -1,0 +1,224 @@
+"""The one door to the array libraries: NumPy for "cpu", CuPy for "cuda[:N]".
+
+Every other module asks a tensor (or this module) for its array module `xp`;
+nothing else imports numpy or cupy. CuPy is optional and imported lazily: it
+is used only when `cupy.is_available()` says a GPU is really there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy
+
+ndarray = numpy.ndarray
+
+# dtypes, exported as mq.float32 etc.
+float16 = numpy.dtype("float16")
+float32 = numpy.dtype("float32")
+float64 = numpy.dtype("float64")
+int8 = numpy.dtype("int8")
+int16 = numpy.dtype("int16")
+int32 = numpy.dtype("int32")
+int64 = numpy.dtype("int64")
+uint8 = numpy.dtype("uint8")
+bool_ = numpy.dtype("bool")
+_DTYPE_NAMES = {
+    "half": float16, "float": float32, "double": float64, "long": int64, "int": int32,
+    "bool": bool_,
+}
+
+_default_dtype = float32
+_cupy: Any = None
+_generators: dict[str, Any] = {}
+_seed: int | None = None
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot provide."""
+
+
+# ---------------------------------------------------------------- dtypes
+def as_dtype(dtype: Any) -> Any:
+    """numpy dtype for a dtype-like: mq.float32, "float32", "float", numpy types."""
+    if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype]
+    try:
+        return numpy.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"unknown dtype {dtype!r}; expected e.g. mq.float32, 'float64', 'int64'") from None
+
+
+def is_floating(dtype: Any) -> bool:
+    return dtype.kind == "f"
+
+
+def result_type(*dtypes: Any) -> Any:
+    """Type promotion of array dtypes (float32 with float64 gives float64, like torch)."""
+    return numpy.result_type(*dtypes)
+
+
+def get_default_dtype() -> Any:
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Dtype of tensors made from Python floats (float32 unless changed)."""
+    global _default_dtype
+    dtype = as_dtype(dtype)
+    if not is_floating(dtype):
+        raise TypeError(f"set_default_dtype: expected a floating dtype, got {dtype}")
+    _default_dtype = dtype
+
+
+# ---------------------------------------------------------------- devices
+def _cupy_module() -> Any:
+    global _cupy
+    if _cupy is None:
+        try:
+            cupy = importlib.import_module("cupy")
+        except ImportError:
+            raise DeviceError(
+                "device 'cuda' needs CuPy, which is not installed: "
+                "pip install 'minigrad-q[cuda12]' (CUDA 12) or 'minigrad-q[cuda13]' (CUDA 13)"
+            ) from None
+        if not cupy.is_available():
+            raise DeviceError("device 'cuda': CuPy is installed but found no usable GPU on this machine")
+        _cupy = cupy
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    try:
+        _cupy_module()
+    except DeviceError:
+        return False
+    return True
+
+
+def cuda_device_count() -> int:
+    return _cupy_module().cuda.runtime.getDeviceCount() if cuda_is_available() else 0
+
+
+def parse_device(device: Any) -> str:
+    """Canonical device name: "cpu" or "cuda:N". Accepts None (cpu), "cuda", "cuda:1"."""
+    if device is None:
+        return "cpu"
+    name = str(device)
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        _cupy_module()
+        return f"cuda:{_cupy_module().cuda.runtime.getDevice()}"
+    if name.startswith("cuda:") and name[5:].isdigit():
+        count = _cupy_module().cuda.runtime.getDeviceCount()
+        if int(name[5:]) >= count:
+            raise DeviceError(f"device {name!r}: only {count} GPU(s) found")
+        return name
+    raise DeviceError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def device_of(array: Any) -> str:
+    if isinstance(array, ndarray):
+        return "cpu"
+    return f"cuda:{array.device.id}"
+
+
+def array_module(device: str) -> Any:
+    """numpy for "cpu", cupy for "cuda:N"."""
+    return numpy if device == "cpu" else _cupy_module()
+
+
+def get_array_module(array: Any) -> Any:
+    return numpy if isinstance(array, (ndarray, numpy.generic)) else _cupy_module()
+
+
+def is_array(value: Any) -> bool:
+    if isinstance(value, ndarray):
+        return True
+    return _cupy is not None and isinstance(value, _cupy.ndarray)
+
+
+def asarray(data: Any, dtype: Any = None, device: str = "cpu") -> Any:
+    """An array on `device` from array-likes (lists, scalars, numpy or cupy arrays)."""
+    if device == "cpu":
+        if not isinstance(data, ndarray) and _cupy is not None and isinstance(data, _cupy.ndarray):
+            data = data.get()
+        return numpy.asarray(data, dtype=dtype)
+    cupy = _cupy_module()
+    with cupy.cuda.Device(int(device[5:])):
+        return cupy.asarray(data, dtype=dtype)
+
+
+def to_device(array: Any, device: str) -> Any:
+    """The same values on `device` (no copy when already there)."""
+    if device_of(array) == device:
+        return array
+    return asarray(array, device=device)
+
+
+def asnumpy(array: Any) -> Any:
+    """A NumPy array with the same values (a host copy for cupy arrays)."""
+    return array if isinstance(array, ndarray) else array.get()
+
+
+def infer_dtype(data: Any) -> Any:
+    """torch.tensor's rule: Python floats become the default dtype, arrays keep theirs."""
+    if is_array(data) or isinstance(data, numpy.generic):
+        return data.dtype
+    kind = numpy.asarray(data).dtype.kind
+    if kind == "f":
+        return _default_dtype
+    if kind in "iu":
+        return int64
+    if kind == "b":
+        return bool_
+    raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} (dtype kind {kind!r})")
+
+
+def is_finite_all(array: Any) -> bool:
+    xp = get_array_module(array)
+    return bool(xp.isfinite(array).all())
+
+
+# ---------------------------------------------------------------- random
+def manual_seed(seed: int) -> None:
+    """Seed the generators of every device (cpu now, cuda ones when first used)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(device: str) -> Any:
+    """The random generator of `device` (numpy/cupy Generator, seeded by manual_seed)."""
+    gen = _generators.get(device)
+    if gen is None:
+        xp = array_module(device)
+        if device == "cpu":
+            gen = xp.random.default_rng(_seed)
+        else:
+            with xp.cuda.Device(int(device[5:])):
+                gen = xp.random.default_rng(_seed)
+        _generators[device] = gen
+    return gen
+
+
+# ---------------------------------------------------------------- info
+def blas_info() -> str:
+    """The BLAS numpy was built with, for `minigrad-q info`."""
+    try:
+        config = numpy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001  (show_config's layout differs between numpy versions)
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    found = {"numpy": numpy.__version__}
+    try:
+        found["cupy"] = importlib.import_module("cupy").__version__
+    except ImportError:
+        found["cupy"] = "not installed"
+    return found

@@ -1,0 +1,54 @@
+"""Grad mode and anomaly mode: two switches that Function.apply reads on every call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class _Switches:
+    grad_enabled = True
+    anomaly = False
+
+
+state = _Switches()
+
+
+def is_grad_enabled() -> bool:
+    return state.grad_enabled
+
+
+@contextlib.contextmanager
+def set_grad_enabled(mode: bool) -> Iterator[None]:
+    previous, state.grad_enabled = state.grad_enabled, bool(mode)
+    try:
+        yield
+    finally:
+        state.grad_enabled = previous
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
+    """Inside, ops record no graph: outputs have requires_grad=False, nothing is saved."""
+    return set_grad_enabled(False)
+
+
+def enable_grad() -> contextlib.AbstractContextManager[None]:
+    return set_grad_enabled(True)
+
+
+def is_anomaly_enabled() -> bool:
+    return state.anomaly
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every op output and every gradient for NaN/inf.
+
+    The error names the op, its input shapes and the line of user code that
+    created it. Costs a full pass over each array: use it to debug, not to train.
+    """
+    previous, state.anomaly = state.anomaly, True
+    try:
+        yield
+    finally:
+        state.anomaly = previous

@@ -1,0 +1,13 @@
+"""Differentiable operations, one family per file; each op is a Function with an explicit backward."""
+
+import sys
+
+from .. import core
+from .convert import *
+from .elementwise import *
+from .index import *
+from .linalg import *
+from .reduce import *
+from .shape import *
+
+core.bind_ops(sys.modules[__name__])
