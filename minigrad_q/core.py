@@ -79,6 +79,7 @@ class Function:
         """Run forward on the arrays of `args`; record the graph when needed."""
         fn = cls()
         arrays = []
+        edges = []
         first = None
         on_cpu = True
         requires = False
@@ -92,25 +93,25 @@ class Function:
                     on_cpu = False
                 if arg._requires_grad:
                     requires = True
+                    edges.append(arg if arg.creator is None else (arg.creator, arg._output_index))
+                else:
+                    edges.append(None)
             else:
                 arrays.append(arg)
+                edges.append(None)
         if first is None:
             raise TypeError(f"{cls.__name__}.apply: expected at least one Tensor argument")
-        if on_cpu:
-            fn.xp = _numpy
-        else:
-            fn.xp = _check_same_device(cls.__name__, args)
+        fn.xp = _numpy if on_cpu else _check_same_device(cls.__name__, args)
         record = requires and state.grad_enabled
         if record:
-            fn.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
+            fn.next_edges = tuple(edges)
+            fn.needs_input_grad = tuple([edge is not None for edge in edges])
         else:
             fn.needs_input_grad = (False,) * len(args)
         if state.anomaly:
             fn.created_at = _user_frame()
             fn.input_shapes = tuple(a.shape if isinstance(a, Tensor) else None for a in args)
         out = fn.forward(*arrays)
-        if record:
-            fn.next_edges = tuple(_edge(a) for a in args)
         if type(out) is tuple:
             outputs = tuple(_output(o, fn, i, record) for i, o in enumerate(out))
             if record:
@@ -124,15 +125,6 @@ class Function:
         if state.anomaly:
             _check_finite(fn, [output.data], "forward output")
         return output
-
-
-def _edge(arg: Any) -> Any:
-    """Where an input's gradient goes: a leaf Tensor, (creator, output index), or None."""
-    if not isinstance(arg, Tensor) or not arg._requires_grad:
-        return None
-    if arg.creator is None:
-        return arg
-    return (arg.creator, arg._output_index)
 
 
 def _output(array: Any, fn: Function, index: int, record: bool) -> Tensor:

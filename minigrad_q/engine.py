@@ -24,7 +24,7 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
         )
     grad = _root_gradient(root, gradient)
     if root.creator is None:
-        _accumulate_leaf(root, grad, owned=False)
+        _accumulate_leaf(root, grad, fresh=False)
         return
     with set_grad_enabled(False):
         _run(root.creator, root._output_index, grad, retain_graph)
@@ -97,32 +97,40 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
     edges = node.next_edges
     if len(input_grads) > len(edges):
         raise RuntimeError(f"{node.name}.backward returned {len(input_grads)} gradients for {len(edges)} inputs")
-    for i, g in enumerate(input_grads):
-        edge = edges[i]
+    for edge, g in zip(edges, input_grads):
         if edge is None or g is None:
             continue
-        if type(edge) is Tensor:
+        leaf = type(edge) is Tensor
+        if leaf:
             shape, dtype = edge.data.shape, edge.data.dtype
         else:
             shape, dtype = edge[0].output_meta[edge[1]]
-        owned = True
         if g.shape != shape:
-            g = _sum_to_shape(node, i, g, shape)
-        elif any(g is x for x in grads) or getattr(g, "base", None) is not None:
-            owned = False
+            g = _sum_to_shape(node, edges.index(edge), g, shape)
+            fresh = True
+        else:
+            fresh = leaf and g.base is None and not _is_one_of(g, grads)
         if g.dtype != dtype:
             g = g.astype(dtype)
-            owned = True
-        if type(edge) is Tensor:
-            _accumulate_leaf(edge, g, owned)
+            fresh = True
+        if leaf:
+            _accumulate_leaf(edge, g, fresh)
         else:
             slot = pending.get(edge[0])
             if slot is None:
                 slot = pending[edge[0]] = [None] * len(edge[0].output_meta)
-            slot[edge[1]] = g if slot[edge[1]] is None else slot[edge[1]] + g
+            index = edge[1]
+            slot[index] = g if slot[index] is None else slot[index] + g
     for i in range(len(input_grads), len(edges)):
         if edges[i] is not None:
             raise RuntimeError(f"{node.name}.backward returned no gradient for input {i}, which requires grad")
+
+
+def _is_one_of(array: Any, arrays: list[Any]) -> bool:
+    for other in arrays:
+        if array is other:
+            return True
+    return False
 
 
 def _sum_to_shape(node: Function, index: int, grad: Any, shape: tuple[int, ...]) -> Any:
@@ -156,15 +164,17 @@ def _call_hook(hook: Any, grad: Any) -> Any:
     return data
 
 
-def _accumulate_leaf(leaf: Tensor, grad: Any, owned: bool) -> None:
-    """leaf.grad += grad; the first gradient is copied unless this pass made it."""
+def _accumulate_leaf(leaf: Tensor, grad: Any, fresh: bool) -> None:
+    """leaf.grad += grad. The first gradient is stored as is only when `fresh` (no
+    other array, gradient or view shares its memory); otherwise it is copied, so
+    that no two leaves share one gradient buffer."""
     if leaf._hooks:
         for hook in list(leaf._hooks):
             grad = _call_hook(hook, grad)
-        owned = False
+        fresh = False
     if type(grad) is not backend.ndarray and not backend.is_array(grad):
         grad = leaf.xp.asarray(grad)
     if leaf.grad is None:
-        leaf.grad = Tensor(grad if owned else grad.copy())
+        leaf.grad = Tensor(grad if fresh else grad.copy())
     else:
         leaf.grad.data += grad
