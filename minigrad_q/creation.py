@@ -87,7 +87,9 @@ def full_like(other: Tensor, fill_value: Any, dtype: Any = None, device: Any = N
     return full(other.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def arange(
+    start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     """[start, end) in steps of `step`; int64 when all bounds are ints, else the default dtype."""
     if end is None:
         start, end = 0, start

@@ -107,7 +107,7 @@ def test_operators_match_numpy():
 
 def test_setitem_refuses_tensors_in_the_graph_but_works_under_no_grad():
     x = mq.tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="in-place assignment"):
+    with pytest.raises(RuntimeError, match="in-place assignment on a tensor that requires grad"):
         x[0] = 5.0
     with mq.no_grad():
         x[0] = 5.0
@@ -117,3 +117,18 @@ def test_setitem_refuses_tensors_in_the_graph_but_works_under_no_grad():
 def test_truth_value_of_many_elements_is_ambiguous():
     with pytest.raises(RuntimeError, match="ambiguous"):
         bool(mq.tensor([1.0, 2.0]))
+
+
+def test_inplace_arithmetic_outside_the_graph():
+    w = mq.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="in-place sub_ on a tensor that requires grad"):
+        w -= 1.0
+    with mq.no_grad():
+        data = w.data
+        w -= mq.tensor([0.5, 0.5])
+        w *= 2
+        w.add_(1.0).div_(2.0)
+    assert w.data is data and w.requires_grad and w.is_leaf
+    np.testing.assert_allclose(w.detach().numpy(), [1.5, 2.5])
+    w.detach().fill_(7.0)
+    assert w.tolist() == [7.0, 7.0]

@@ -1,0 +1,302 @@
+"""Tensor: an n-dimensional array that remembers how it was computed."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import backend
+from .grad_mode import state
+from .tensor_ops import TensorOps, ops
+
+if TYPE_CHECKING:
+    from .core import Function
+
+_numpy = backend.array_module("cpu")
+
+
+class RemovableHandle:
+    """Returned by register_hook; `.remove()` takes the hook out again."""
+
+    def __init__(self, hooks: list[Callable[..., Any]], hook: Callable[..., Any]):
+        self._hooks = hooks
+        self._hook = hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+class Tensor(TensorOps):
+    """An n-dimensional array that remembers how it was computed.
+
+    ``data`` is the NumPy/CuPy array; ``grad`` the accumulated gradient (a
+    Tensor) of leaves that require grad; ``creator`` the Function that made a
+    non-leaf tensor (``grad_fn`` in PyTorch's words).
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "creator", "_output_index", "name", "_hooks", "__weakref__")
+    __array_ufunc__ = None  # make numpy scalars defer to our reflected operators
+
+    def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None):
+        if not backend.is_array(data):
+            data = backend.asarray(data, dtype=backend.infer_dtype(data))
+        self.data = data
+        self.grad: Tensor | None = None
+        self.creator: Function | None = None
+        self._output_index = 0
+        self.name = name
+        self._hooks: list[Callable[..., Any]] | None = None
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = True
+
+    # ------------------------------------------------------------ autograd state
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if self.creator is not None:
+            raise RuntimeError(
+                f"requires_grad can only be changed on leaf tensors; this one was made by {self.creator.name} "
+                "(use .detach() to get a leaf)"
+            )
+        if value and self.data.dtype.kind != "f":
+            raise RuntimeError(f"only floating point tensors can require gradients, got dtype {self.dtype}")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    @property
+    def grad_fn(self) -> Function | None:
+        return self.creator
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see engine.backward)."""
+        from .engine import backward
+
+        backward(self, gradient, retain_graph)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
+        if not self._requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+        if self.creator is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            if self.creator.output_hooks is None:
+                self.creator.output_hooks = {}
+            hooks = self.creator.output_hooks.setdefault(self._output_index, [])
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this non-leaf tensor in ``.grad`` after backward."""
+        if not self._requires_grad:
+            raise RuntimeError("retain_grad: cannot retain the gradient of a tensor that does not require grad")
+        if self.creator is None:
+            return
+        if self.creator.retained_outputs is None:
+            self.creator.retained_outputs = {}
+        self.creator.retained_outputs[self._output_index] = weakref.ref(self)
+
+    def detach(self) -> Tensor:
+        """A new leaf sharing this tensor's data, cut off from the graph."""
+        return Tensor(self.data)
+
+    def detach_(self) -> Tensor:
+        self.creator = None
+        self._requires_grad = False
+        return self
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    # ------------------------------------------------------------ array facts
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def xp(self) -> Any:
+        return backend.get_array_module(self.data)
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+        return self.data.item()
+
+    def numpy(self) -> Any:
+        """A host (NumPy) array; refuses tensors that require grad, like torch."""
+        if self._requires_grad:
+            raise RuntimeError("numpy(): call .detach().numpy() on a tensor that requires grad")
+        return backend.asnumpy(self.data)
+
+    def tolist(self) -> Any:
+        return backend.asnumpy(self.data).tolist()
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        body = _numpy.array2string(
+            backend.asnumpy(self.data), separator=", ", prefix="tensor(", precision=4, threshold=1000,
+        )
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (backend.get_default_dtype(), backend.int64, backend.bool_) or self.data.size == 0:
+            extras.append(f"dtype=mq.{self.dtype}")
+        if self.creator is not None:
+            extras.append(f"grad_fn={self.creator!r}")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    # ------------------------------------------------------------ conversion
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; differentiable."""
+        device = kwargs.pop("device", None)
+        dtype = kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
+                device = arg
+            else:
+                dtype = arg
+        out = self
+        if device is not None:
+            out = ops().to_device(out, device)
+        if dtype is not None:
+            out = ops().cast(out, dtype)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device: int | None = None) -> Tensor:
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
+    def float(self) -> Tensor:
+        return ops().cast(self, backend.float32)
+
+    def double(self) -> Tensor:
+        return ops().cast(self, backend.float64)
+
+    def half(self) -> Tensor:
+        return ops().cast(self, backend.float16)
+
+    def long(self) -> Tensor:
+        return ops().cast(self, backend.int64)
+
+    def int(self) -> Tensor:
+        return ops().cast(self, backend.int32)
+
+    def bool(self) -> Tensor:
+        return ops().cast(self, backend.bool_)
+
+    def type(self, dtype: Any) -> Tensor:
+        return ops().cast(self, dtype)
+
+    def clone(self) -> Tensor:
+        return ops().clone(self)
+
+    # ------------------------------------------------------------ in place
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("assignment")
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+
+    # In-place arithmetic changes `data` and records nothing: allowed on tensors
+    # outside the graph, e.g. parameter updates under mq.no_grad().
+    def _check_inplace(self, what: str) -> None:
+        if self._requires_grad and state.grad_enabled:
+            raise RuntimeError(
+                f"in-place {what} on a tensor that requires grad is not recorded by autograd; "
+                "do it under mq.no_grad(), or use the out-of-place op"
+            )
+
+    def _inplace(self, what: str, ufunc: str, other: Any) -> Tensor:
+        self._check_inplace(what)
+        getattr(self.xp, ufunc)(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+        return self
+
+    def add_(self, other: Any) -> Tensor:
+        return self._inplace("add_", "add", other)
+
+    def sub_(self, other: Any) -> Tensor:
+        return self._inplace("sub_", "subtract", other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace("mul_", "multiply", other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace("div_", "divide", other)
+
+    def copy_(self, source: Any) -> Tensor:
+        self._check_inplace("copy_")
+        self.data[...] = source.data if isinstance(source, Tensor) else source
+        return self
+
+    def fill_(self, value: Any) -> Tensor:
+        self._check_inplace("fill_")
+        self.data.fill(value)
+        return self
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
