@@ -2,8 +2,8 @@
 
 from .core import Function, Tensor
 from .engine import backward, topological_order
-from .gradcheck import GradcheckError, gradcheck
 from .grad_mode import detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_grad_enabled
+from .gradcheck import GradcheckError, gradcheck
 
 __all__ = [
     "Function", "Tensor", "backward", "topological_order", "gradcheck", "GradcheckError", "detect_anomaly",

@@ -55,7 +55,11 @@ def is_floating(dtype: Any) -> bool:
 
 
 def result_type(*dtypes: Any) -> Any:
-    """Type promotion of array dtypes (float32 with float64 gives float64, like torch)."""
+    """torch's type promotion: float32 with float64 gives float64, and integers or
+    bools with a float give that float (numpy would widen int64 + float32 to float64)."""
+    floats = [d for d in dtypes if numpy.dtype(d).kind in "fc"]
+    if floats and len(floats) < len(dtypes):
+        return numpy.result_type(*floats)
     return numpy.result_type(*dtypes)
 
 

@@ -45,7 +45,7 @@ class Function:
 
     xp: Any
     needs_input_grad: tuple[bool, ...]
-    saved: tuple[Any, ...] | None = ()
+    saved: Any = ()  # the arrays backward needs; None once a backward has freed them
     next_edges: tuple[Any, ...] = ()
     output_meta: tuple[tuple[tuple[int, ...], Any], ...] = ()
     output_hooks: dict[int, list[Callable[..., Any]]] | None = None
@@ -123,8 +123,8 @@ class Function:
 
 
 def _output(array: Any, fn: Function, index: int, record: bool) -> Tensor:
-    if type(array) is not _ndarray:
-        array = fn.xp.asarray(array)  # numpy reductions return scalars, not 0-d arrays
+    if type(array) is not _ndarray and fn.xp is _numpy:
+        array = _numpy.asarray(array)  # numpy reductions return scalars, not 0-d arrays
     out = Tensor.__new__(Tensor)
     out.data = array
     out.grad = None

@@ -109,24 +109,35 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, req
     return Tensor(xp.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
 
+def _random(op: str, size: tuple[Any, ...], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    dtype, device, _ = _place(dtype, device)
+    if not backend.is_floating(dtype):
+        raise TypeError(f"{op}: expected a floating dtype, got {dtype}")
+    generator = backend.generator(device)
+    draw = generator.random if op == "rand" else generator.standard_normal
+    # the generators draw float32/float64 only; float16 is drawn in float32 and rounded
+    array = draw(_sizes(size), dtype=backend.float32 if dtype == backend.float16 else dtype)
+    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad)
+
+
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1), from the device's generator (seeded by mq.manual_seed)."""
-    dtype, device, _ = _place(dtype, device)
-    array = backend.generator(device).random(_sizes(size), dtype=dtype)
-    return Tensor(array, requires_grad=requires_grad)
+    return _random("rand", size, dtype, device, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal, from the device's generator (seeded by mq.manual_seed)."""
-    dtype, device, _ = _place(dtype, device)
-    array = backend.generator(device).standard_normal(_sizes(size), dtype=dtype)
-    return Tensor(array, requires_grad=requires_grad)
+    return _random("randn", size, dtype, device, requires_grad)
 
 
 def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None, device: Any = None) -> Tensor:
-    """Integers uniform on [low, high) (``randint(high, size)`` as in torch)."""
-    if high is None:
+    """Integers uniform on [low, high); ``randint(high, size)`` works too, as in torch."""
+    if isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: expected low < high, got low={low}, high={high}")
     device = backend.parse_device(device)
     dtype = backend.int64 if dtype is None else backend.as_dtype(dtype)
     array = backend.generator(device).integers(low, high, size=_sizes((size,) if isinstance(size, int) else tuple(size)))

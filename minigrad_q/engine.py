@@ -97,7 +97,7 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
     edges = node.next_edges
     if len(input_grads) > len(edges):
         raise RuntimeError(f"{node.name}.backward returned {len(input_grads)} gradients for {len(edges)} inputs")
-    for edge, g in zip(edges, input_grads):
+    for i, (edge, g) in enumerate(zip(edges, input_grads)):
         if edge is None or g is None:
             continue
         leaf = type(edge) is Tensor
@@ -106,7 +106,7 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
         else:
             shape, dtype = edge[0].output_meta[edge[1]]
         if g.shape != shape:
-            g = _sum_to_shape(node, edges.index(edge), g, shape)
+            g = _sum_to_shape(node, i, g, shape)
             fresh = True
         else:
             fresh = leaf and g.base is None and not _is_one_of(g, grads)
@@ -121,9 +121,9 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
                 slot = pending[edge[0]] = [None] * len(edge[0].output_meta)
             index = edge[1]
             slot[index] = g if slot[index] is None else slot[index] + g
-    for i in range(len(input_grads), len(edges)):
-        if edges[i] is not None:
-            raise RuntimeError(f"{node.name}.backward returned no gradient for input {i}, which requires grad")
+    for missing in range(len(input_grads), len(edges)):
+        if edges[missing] is not None:
+            raise RuntimeError(f"{node.name}.backward returned no gradient for input {missing}, which requires grad")
 
 
 def _is_one_of(array: Any, arrays: list[Any]) -> bool:

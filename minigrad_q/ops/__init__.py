@@ -8,6 +8,8 @@ from .elementwise import *
 from .index import *
 from .linalg import *
 from .reduce import *
+from .selection import *
 from .shape import *
+from .unary import *
 
 core.bind_ops(sys.modules[__name__])
