@@ -7,7 +7,9 @@ is used only when `cupy.is_available()` says a GPU is really there.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
 from typing import Any
 
 import numpy
@@ -184,6 +186,34 @@ def infer_dtype(data: Any) -> Any:
 def is_finite_all(array: Any) -> bool:
     xp = get_array_module(array)
     return bool(xp.isfinite(array).all())
+
+
+# ---------------------------------------------------------------- host memory
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+
+
+def keep_freed_host_memory() -> bool:
+    """Ask glibc to keep freed arrays up to 32 MiB in the heap instead of giving them back to the OS.
+
+    Every op makes fresh arrays; above glibc's mmap threshold each is mapped
+    anew and its pages faulted in again, which costs as much as the
+    arithmetic on a 1M-element tensor. With this, freed buffers are reused and
+    the process keeps its peak heap. Done at import; set
+    MINIGRAD_Q_KEEP_FREED_MEMORY=0 to leave malloc alone. Returns whether it
+    took effect (False off glibc).
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+if os.environ.get("MINIGRAD_Q_KEEP_FREED_MEMORY", "1") != "0":
+    keep_freed_host_memory()
 
 
 # ---------------------------------------------------------------- random

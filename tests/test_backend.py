@@ -252,3 +252,11 @@ def test_is_finite_all():
     assert backend.is_finite_all(np.array([1.0, 2.0]))
     assert not backend.is_finite_all(np.array([1.0, np.nan]))
     assert not backend.is_finite_all(np.array([np.inf]))
+
+
+def test_keep_freed_host_memory_takes_effect_on_glibc():
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert backend.keep_freed_host_memory()

@@ -1,0 +1,29 @@
+"""The README's Python blocks run as written, in order, in one namespace."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_readme_has_a_tour():
+    assert len(python_blocks(README.read_text())) >= 3
+
+
+def test_readme_python_blocks_run(capsys):
+    namespace = {"__name__": "readme"}
+    for block in python_blocks(README.read_text()):
+        exec(compile(block, str(README), "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "d loss / d h =" in printed
+    assert "Log produced NaN/inf" in printed
+
+
+def test_readme_gives_the_test_command_ci_runs():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && pytest' in README.read_text()
+    assert 'pip install -e ".[test]" && pytest' in ci
