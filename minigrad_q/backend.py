@@ -141,9 +141,14 @@ def get_array_module(array: Any) -> Any:
 
 
 def is_array(value: Any) -> bool:
+    """A numpy or cupy array (cupy is loaded on meeting the first cupy array)."""
     if isinstance(value, ndarray):
         return True
-    return _cupy is not None and isinstance(value, _cupy.ndarray)
+    if _cupy is None:
+        if type(value).__module__.partition(".")[0] != "cupy":
+            return False
+        _cupy_module()
+    return isinstance(value, _cupy.ndarray)
 
 
 def asarray(data: Any, dtype: Any = None, device: str = "cpu") -> Any:
@@ -173,7 +178,10 @@ def infer_dtype(data: Any) -> Any:
     """torch.tensor's rule: Python floats become the default dtype, arrays keep theirs."""
     if is_array(data) or isinstance(data, numpy.generic):
         return data.dtype
-    kind = numpy.asarray(data).dtype.kind
+    try:
+        kind = numpy.asarray(data).dtype.kind
+    except ValueError as error:
+        raise ValueError(f"tensor(): expected a number or a rectangular nested list of numbers; {error}") from None
     if kind == "f":
         return _default_dtype
     if kind in "iu":
@@ -212,8 +220,7 @@ def keep_freed_host_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-if os.environ.get("MINIGRAD_Q_KEEP_FREED_MEMORY", "1") != "0":
-    keep_freed_host_memory()
+keeps_freed_host_memory = os.environ.get("MINIGRAD_Q_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_host_memory()
 
 
 # ---------------------------------------------------------------- random

@@ -230,6 +230,7 @@ def describe_machine(device: str = "cpu") -> dict[str, Any]:
         "thread_pools": thread_report(),
         "torch": torch_version,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "keeps_freed_host_memory": backend.keeps_freed_host_memory,
         "gpus": gpu_report()[0] if device != "cpu" else [],
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
@@ -353,6 +354,11 @@ def write_markdown(results: dict[str, Any]) -> str:
         f"- NumPy {machine['numpy']}, BLAS: {machine['blas']}; thread pools: {machine['thread_pools']}",
         f"- PyTorch: {machine['torch'] or 'not installed'}",
         f"- OPENBLAS_CORETYPE: {machine['OPENBLAS_CORETYPE'] or 'unset'}",
+        "- host memory: " + (
+            "freed arrays up to 32 MiB stay in glibc's heap (minigrad_q's default at import; "
+            "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"
+            if machine.get("keeps_freed_host_memory") else "glibc's defaults"
+        ),
         f"- load average (1 min) when the run started: {machine['load_average_1min']:.2f}"
         " (other work on the machine slows every number; ratios suffer less)",
     ]

@@ -93,6 +93,8 @@ def arange(
     """[start, end) in steps of `step`; int64 when all bounds are ints, else the default dtype."""
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
     if dtype is None and all(isinstance(v, int) for v in (start, end, step)):
         dtype = backend.int64
     dtype, device, xp = _place(dtype, device)
@@ -109,6 +111,9 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, req
     return Tensor(xp.eye(n, m, dtype=dtype), requires_grad=requires_grad)
 
 
+_FLOAT16_BELOW_ONE = 1 - 2**-11
+
+
 def _random(op: str, size: tuple[Any, ...], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
     dtype, device, _ = _place(dtype, device)
     if not backend.is_floating(dtype):
@@ -116,8 +121,13 @@ def _random(op: str, size: tuple[Any, ...], dtype: Any, device: Any, requires_gr
     generator = backend.generator(device)
     draw = generator.random if op == "rand" else generator.standard_normal
     # the generators draw float32/float64 only; float16 is drawn in float32 and rounded
-    array = draw(_sizes(size), dtype=backend.float32 if dtype == backend.float16 else dtype)
-    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad)
+    if dtype != backend.float16:
+        return Tensor(draw(_sizes(size), dtype=dtype), requires_grad=requires_grad)
+    # the generators draw float32/float64 only: draw float32 and round, keeping rand below 1
+    array = draw(_sizes(size), dtype=backend.float32).astype(dtype)
+    if op == "rand":
+        array.clip(None, _FLOAT16_BELOW_ONE, out=array)
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:

@@ -192,13 +192,17 @@ class Tensor(TensorOps):
         return id(self)
 
     def __repr__(self) -> str:
-        body = _numpy.array2string(
-            backend.asnumpy(self.data), separator=", ", prefix="tensor(", precision=4, threshold=1000,
+        values = backend.asnumpy(self.data)
+        finite = values[_numpy.isfinite(values)] if values.dtype.kind == "f" else values
+        integral = values.dtype.kind != "f" or bool((finite == _numpy.round(finite)).all())
+        body = _numpy.array2string(  # torch's style: "1., 2." when integral, else 4 fixed decimals
+            values, separator=", ", prefix="tensor(", precision=4, threshold=1000,
+            floatmode="maxprec" if integral else "fixed",
         )
         extras = []
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
-        if self.dtype not in (backend.get_default_dtype(), backend.int64, backend.bool_) or self.data.size == 0:
+        if self.dtype not in (backend.get_default_dtype(), backend.int64, backend.bool_):
             extras.append(f"dtype=mq.{self.dtype}")
         if self.creator is not None:
             extras.append(f"grad_fn={self.creator!r}")

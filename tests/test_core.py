@@ -132,3 +132,9 @@ def test_inplace_arithmetic_outside_the_graph():
     np.testing.assert_allclose(w.detach().numpy(), [1.0, 2.0])  # ((w - 0.5) * 2 + 1) / 2
     w.detach().fill_(7.0)
     assert w.tolist() == [7.0, 7.0]
+
+
+def test_repr_of_fractions_uses_four_fixed_decimals_like_torch():
+    assert repr(mq.tensor([-0.9051, 0.0, 0.25])) == "tensor([-0.9051,  0.0000,  0.2500])"
+    assert repr(mq.tensor(3.5)) == "tensor(3.5000)"
+    assert repr(mq.zeros(0)) == "tensor([])"

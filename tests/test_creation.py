@@ -286,3 +286,19 @@ def test_random_tensors_follow_manual_seed():
     b = (mq.rand(3).numpy(), mq.randn(3).numpy(), mq.randint(0, 1000, (3,)).numpy())
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_arange_with_zero_step_is_a_clear_error():
+    with pytest.raises(ValueError, match="arange: step must be nonzero"):
+        mq.arange(0, 5, 0)
+
+
+def test_ragged_lists_are_a_clear_error():
+    with pytest.raises(ValueError, match="tensor\\(\\): expected a number or a rectangular nested list"):
+        mq.tensor([[1, 2], [3]])
+
+
+def test_float16_rand_stays_below_one():
+    mq.manual_seed(0)
+    values = mq.rand(200_000, dtype=mq.float16).numpy()
+    assert values.dtype == np.float16 and values.min() >= 0 and values.max() < 1

@@ -1,4 +1,6 @@
-"""The README's Python blocks run as written, in order, in one namespace."""
+"""The Python blocks of the README and of docs/*.md run as written, in order, one namespace per file.
+
+Blocks fenced as ```python run; ```py marks a fragment that is shown, not run."""
 
 import pathlib
 import re
@@ -27,3 +29,10 @@ def test_readme_gives_the_test_command_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install -e ".[test]" && pytest' in README.read_text()
     assert 'pip install -e ".[test]" && pytest' in ci
+
+
+def test_docs_python_blocks_run():
+    for page in sorted((README.parent / "docs").glob("*.md")):
+        namespace = {"__name__": page.stem}
+        for block in python_blocks(page.read_text()):
+            exec(compile(block, str(page), "exec"), namespace)

@@ -10,6 +10,7 @@ from .linalg import *
 from .reduce import *
 from .selection import *
 from .shape import *
+from .softmaxes import *
 from .unary import *
 
 core.bind_ops(sys.modules[__name__])

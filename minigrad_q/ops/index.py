@@ -8,7 +8,7 @@ from typing import Any
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import register_spec
-from .shape import normalize_dim
+from ._dims import normalize_dim
 
 __all__ = ["cat", "chunk", "getitem", "pad", "split", "stack"]
 

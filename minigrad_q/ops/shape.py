@@ -12,22 +12,11 @@ from typing import Any
 
 from ..core import Function, Tensor
 from ..specs import register_spec
+from ._dims import normalize_dim
 
 __all__ = [
     "broadcast_to", "expand", "flatten", "permute", "reshape", "squeeze", "transpose", "unsqueeze", "view",
 ]
-
-
-def normalize_dim(op: str, dim: Any, ndim: int) -> int:
-    """`dim` in [-ndim, ndim) mapped to [0, ndim); a 0-d tensor accepts 0 and -1, like torch."""
-    if not isinstance(dim, int) or isinstance(dim, bool):
-        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__} {dim!r}")
-    span = max(ndim, 1)
-    if not -span <= dim < span:
-        raise IndexError(
-            f"{op}: dimension {dim} is out of range for a tensor of {ndim} dims (expected {-span}..{span - 1})"
-        )
-    return dim % span
 
 
 def _as_shape(op: str, shape: Any) -> tuple[int, ...]:

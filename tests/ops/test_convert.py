@@ -3,17 +3,10 @@ gradients flowing back in the input's dtype and onto its device."""
 
 import numpy as np
 import pytest
+from helpers import const, leaf
 
 import minigrad_q as mq
 from minigrad_q.ops.convert import ToDevice
-
-
-def leaf(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device, requires_grad=True)
-
-
-def const(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device)
 
 
 # ---------------------------------------------------------------- cast

@@ -3,33 +3,11 @@ results (with broadcasting and Python numbers on either side), PyTorch's dtype p
 
 import numpy as np
 import pytest
+from helpers import const, host, leaf, sum_to
 
 import minigrad_q as mq
 
 rng = np.random.default_rng(0)
-
-
-def leaf(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device, requires_grad=True)
-
-
-def const(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device)
-
-
-def host(tensor):
-    return tensor.detach().numpy()
-
-
-def sum_to(array, shape):
-    """Sum a broadcast gradient back to `shape` (what the reference gradients need)."""
-    array = np.asarray(array)
-    while array.ndim > len(shape):
-        array = array.sum(axis=0)
-    for axis, size in enumerate(shape):
-        if size == 1 and array.shape[axis] != 1:
-            array = array.sum(axis=axis, keepdims=True)
-    return array
 
 
 # shape pairs: equal, broadcast both ways, extra leading dims, 0-d, zero-size

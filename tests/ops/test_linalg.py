@@ -3,18 +3,11 @@
 
 import numpy as np
 import pytest
+from helpers import const, leaf, sum_to
 
 import minigrad_q as mq
 
 rng = np.random.default_rng(0)
-
-
-def leaf(array, device):
-    return mq.tensor(np.asarray(array), device=device, requires_grad=True)
-
-
-def const(array, device):
-    return mq.tensor(np.asarray(array), device=device)
 
 
 # (shape of A, shape of B, einsum subscripts of A, B and C = A @ B). For the bilinear C, the
@@ -66,13 +59,6 @@ def test_matmul_broadcast_batch_dims_sum_the_gradients(device, a_shape, b_shape)
     grad_b_full = np.einsum("...nk,...nm->...km", a_full, g)
     np.testing.assert_allclose(a.grad.numpy(), sum_to(grad_a_full, a_shape), rtol=1e-12)
     np.testing.assert_allclose(b.grad.numpy(), sum_to(grad_b_full, b_shape), rtol=1e-12)
-
-
-def sum_to(array, shape):
-    lead = array.ndim - len(shape)
-    array = array.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, size in enumerate(shape) if size == 1 and array.shape[i] != 1)
-    return array.sum(axis=axes, keepdims=True)
 
 
 def test_matmul_of_non_contiguous_operands(device):

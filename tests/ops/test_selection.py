@@ -3,22 +3,11 @@ tie and bound conventions (pinned case by case), broadcasting, Python numbers, e
 
 import numpy as np
 import pytest
+from helpers import const, host, leaf
 
 import minigrad_q as mq
 
 rng = np.random.default_rng(0)
-
-
-def leaf(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device, requires_grad=True)
-
-
-def const(array, device, dtype=None):
-    return mq.tensor(np.asarray(array), dtype=dtype, device=device)
-
-
-def host(tensor):
-    return tensor.detach().numpy()
 
 
 def backward_ones(y, device):
