@@ -1,8 +1,9 @@
 """``minigrad-q bench``: speed against PyTorch and against the machine's own limits.
 
-A program, not a test. Each mode (``--overhead`` now; conv and LeNet later)
-adds one key to the results dict, which ``format_results`` prints,
-``write_json`` saves and ``write_markdown`` turns into docs/benchmarks.md.
+A program, not a test. Each mode (``--overhead`` here; ``--conv``,
+``--lenet``, ``--toycnn`` and ``--rss`` in bench_cnn.py) adds one key to the
+results dict, which ``format_results`` prints, ``write_json`` saves and
+``write_markdown`` turns into docs/benchmarks.md.
 
 Overhead mode: forward + backward of a chain of ``CHAIN_OPS`` (100)
 elementwise ops that look like a small net (scale by a weight, add a bias,
@@ -240,8 +241,15 @@ def describe_machine(device: str = "cpu") -> dict[str, Any]:
 MODES: dict[str, Callable[..., dict[str, Any]]] = {"overhead": run_overhead}
 
 
-def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int = 1, large_size: int = 1_000_000) -> dict[str, Any]:
-    """Every benchmark in `modes`, plus the machine's description and limits."""
+def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int | None = None, large_size: int = 1_000_000,
+        rss_steps: int = 200) -> dict[str, Any]:
+    """Every benchmark in `modes`, plus the machine's description and limits.
+
+    `threads`: PyTorch's intra-op threads; by default 1 for ``overhead`` (NumPy's
+    elementwise work is single-threaded) and NumPy's BLAS thread count for the CNN modes.
+    """
+    from . import bench_cnn
+
     results: dict[str, Any] = {
         "minigrad_q": __version__,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -251,7 +259,11 @@ def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int = 1
         "limits": machine_limits(device, repeat=min(repeat, 5)),
     }
     for mode in modes:
-        results[mode] = MODES[mode](device=device, repeat=repeat, threads=threads, large_size=large_size)
+        if mode in MODES:
+            results[mode] = MODES[mode](device=device, repeat=repeat, threads=threads or 1, large_size=large_size)
+        else:
+            results[mode] = bench_cnn.MODES[mode](device=device, repeat=repeat, threads=threads,
+                                                  gemm_gflops=results["limits"]["gemm_gflops"], rss_steps=rss_steps)
     return results
 
 
@@ -334,6 +346,10 @@ def format_results(results: dict[str, Any]) -> str:
         header, rows = _overhead_rows(results["overhead"])
         lines += ["", "overhead: 100-op elementwise chain, forward + backward", format_table(header, rows)]
         lines += ["  " + note for note in _overhead_notes(results["overhead"], limits)]
+    from .bench_cnn import tables
+
+    for _, title, header, rows, notes in tables(results):
+        lines += ["", title, format_table(header, rows), *("  " + note for note in notes)]
     return "\n".join(lines)
 
 
@@ -345,7 +361,8 @@ def write_markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
         f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",
-        "Regenerate with `minigrad-q bench --overhead --markdown docs/benchmarks.md` (add `--json PATH` for raw numbers).",
+        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --markdown docs/benchmarks.md` "
+        "(add `--json PATH` for raw numbers).",
         "",
         "## Machine",
         "",
@@ -383,5 +400,14 @@ def write_markdown(results: dict[str, Any]) -> str:
             *("| " + " | ".join(row) + " |" for row in rows),
             "",
             *("- " + note for note in _overhead_notes(overhead, limits)),
+        ]
+    from .bench_cnn import tables
+
+    for mode, title, header, rows, notes in tables(results):
+        purpose = "Target: flat after warm-up." if mode == "rss" else "Target: at most 1.5x PyTorch's time (stretch: match it)."
+        lines += [
+            "", f"## {title[0].upper()}{title[1:]}", "", f"`minigrad-q bench --{mode}`. {purpose}", "",
+            "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows), "", *("- " + note for note in notes),
         ]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The ``minigrad-q`` command: ``info``, ``gradcheck``, ``bench``.
+"""The ``minigrad-q`` command: ``info``, ``gradcheck``, ``train``, ``bench``.
 
 Every subcommand is a function ``run_<name>(args) -> exit code``. A mistake by
 the user (unknown op, missing GPU, bad path) is a ``UsageError``: one line on
@@ -159,8 +159,46 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+# ---------------------------------------------------------------- train
+TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
+                 "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size")
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig for the options given: defaults, then (with --resume) the checkpoint's settings,
+    then the options on the command line."""
+    from .checkpoint import CheckpointError, read_metadata
+    from .train import RUN_FIELDS, TrainConfig
+
+    settings: dict[str, Any] = {}
+    if args.resume:
+        try:
+            stored = read_metadata(args.resume).get("config", {})
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
+        settings.update({name: stored[name] for name in (*RUN_FIELDS, "epochs", "data_dir") if name in stored})
+    settings.update({name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None})
+    if args.no_progress:
+        settings["progress"] = False
+    return TrainConfig(**settings)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .train import ConfigError, train
+
+    config = train_config(args)
+    try:
+        train(config)
+    except (ConfigError, CheckpointError) as error:
+        raise UsageError(f"train: {error}") from None
+    except OSError as error:
+        raise UsageError(f"train: {error.filename or ''}: {error.strerror or error}") from None
+    return 0
+
+
 # ---------------------------------------------------------------- bench
-BENCH_MODES = ("overhead",)
+BENCH_MODES = ("overhead", "conv", "lenet", "toycnn", "rss")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -171,13 +209,16 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError("bench: choose what to measure: " + ", ".join(f"--{mode}" for mode in BENCH_MODES))
     if args.repeat < 1:
         raise UsageError(f"bench: --repeat must be at least 1, got {args.repeat}")
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise UsageError(f"bench: --threads must be at least 1, got {args.threads}")
     for path in (args.json, args.markdown):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"bench: cannot write {path}: its folder does not exist")
     device = _device(args.device)
-    results = bench.run(modes, device=device, repeat=args.repeat, threads=args.threads, large_size=args.large_size)
+    if args.rss_steps < 1:
+        raise UsageError(f"bench: --rss-steps must be at least 1, got {args.rss_steps}")
+    results = bench.run(modes, device=device, repeat=args.repeat, threads=args.threads, large_size=args.large_size,
+                        rss_steps=args.rss_steps)
     print(bench.format_results(results))
     if args.json:
         try:
@@ -213,12 +254,44 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--cases", type=int, default=3, help="random cases per op (default 3)")
     check.set_defaults(run=run_gradcheck)
 
+    train = commands.add_parser(
+        "train", help="train a CNN (LeNet-5 on the bundled digits by default)",
+        description="Train a model, evaluating on the test split after every epoch. With no options: LeNet-5 on "
+                    "the bundled 8x8 digits, on the CPU, in seconds. With --resume the checkpoint's settings are "
+                    "the defaults; options that differ from them are refused.",
+    )
+    train.add_argument("--model", metavar="NAME", help="lenet5 (default) or toycnn")
+    train.add_argument("--dataset", metavar="NAME", help="digits (default, bundled), fashion-mnist, mnist or synthetic")
+    train.add_argument("--data-dir", metavar="DIR", help="folder of the dataset's files (fashion-mnist, mnist)")
+    train.add_argument("--epochs", metavar="N", type=int, help="total epochs (default 40)")
+    train.add_argument("--batch-size", metavar="B", type=int, help="training batch size (default 64)")
+    train.add_argument("--lr", type=float, help="learning rate (default 0.05)")
+    train.add_argument("--optimizer", metavar="NAME", help="sgd (default, momentum 0.9) or adam")
+    train.add_argument("--momentum", metavar="M", type=float, help="SGD momentum (default 0.9)")
+    train.add_argument("--weight-decay", metavar="WD", type=float, help="L2 weight decay (default 5e-4)")
+    train.add_argument("--schedule", metavar="NAME", help="learning-rate schedule: cosine (default, to 0 at the end) or constant")
+    train.add_argument("--label-smoothing", metavar="EPS", type=float, help="label smoothing of the training loss (default 0.2)")
+    train.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    train.add_argument("--seed", metavar="S", type=int, help="seed of initialisation and shuffling (default 0)")
+    train.add_argument("--train-size", type=int, metavar="N", help="train on the first N images only (quick runs)")
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (.safetensors) here after every epoch")
+    train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    train.add_argument("--json", dest="json_path", metavar="PATH", help="write the summary as JSON")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
+    train.set_defaults(run=run_train)
+
     bench = commands.add_parser("bench", help="speed against PyTorch and the machine's limits")
     modes = bench.add_argument_group("what to measure")
     modes.add_argument("--overhead", action="store_true", help="100-op elementwise chain, tiny and 1M elements")
+    modes.add_argument("--conv", action="store_true", help="conv2d forward+backward, two LeNet/CIFAR-sized shapes")
+    modes.add_argument("--lenet", action="store_true", help="LeNet-5 training step, 1x28x28, batch 128")
+    modes.add_argument("--toycnn", action="store_true", help="toy CNN training step, 3x32x32, batch 64")
+    modes.add_argument("--rss", action="store_true", help="peak RSS over a 200-step LeNet-5 run (fresh process)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     bench.add_argument("--repeat", type=int, default=7, help="timed runs per case; the median is reported (default 7)")
-    bench.add_argument("--threads", type=int, default=1, help="PyTorch intra-op threads for the matched run (default 1)")
+    bench.add_argument("--threads", type=int, help="PyTorch intra-op threads for the matched run (default: 1 for "
+                       "--overhead, NumPy's BLAS thread count for the CNN modes)")
+    bench.add_argument("--rss-steps", type=int, default=200, help="training steps of --rss (default 200)")
     bench.add_argument("--large-size", type=int, default=1_000_000, help="elements of the large case (default 1M)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (docs/benchmarks.md)")

@@ -100,7 +100,7 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
     for i, (edge, g) in enumerate(zip(edges, input_grads)):
         if edge is None or g is None:
             continue
-        leaf = type(edge) is Tensor
+        leaf = type(edge) is not tuple  # a leaf Tensor (or Parameter) rather than (Function, output index)
         if leaf:
             shape, dtype = edge.data.shape, edge.data.dtype
         else:

@@ -4,12 +4,13 @@ Blocks fenced as ```python run; ```py marks a fragment that is shown, not run.""
 
 import pathlib
 import re
+import textwrap
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def python_blocks(text):
-    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    return [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)]
 
 
 def test_readme_has_a_tour():

@@ -1,4 +1,4 @@
-"""Matrix products: matmul, with torch.matmul's rules for 1-D operands and broadcast batch dims."""
+"""Matrix products: matmul, with torch.matmul's rules for 1-D operands and broadcast batch dims, and linear."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..core import Function, Tensor
 from ..creation import tensor
 from ..specs import Draw, register_spec
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "linear"]
 
 
 def _reshaped(array: Any, shape: tuple[int, ...]) -> Any:
@@ -128,3 +128,73 @@ def _sample_matmul(d: Draw) -> tuple[Any, Any]:
 
 
 register_spec(MatMul, sample=_sample_matmul, call=matmul)
+
+
+# ---------------------------------------------------------------- linear
+class Linear(Function):
+    """y = x Wᵀ + b over the last dim of x (torch.nn.functional.linear), x (..., in), W (out, in), b (out,).
+
+    The leading dims of x are folded into the rows of one (rows, in) matrix X, so the forward and
+    every gradient is one GEMM: with G = dL/dY as (rows, out), dX = G W, dW = Gᵀ X, db = Σ_rows G."""
+
+    def forward(self, x: Any, weight: Any, bias: Any) -> Any:
+        self.input_shape = x.shape
+        rows = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        need_x, need_weight = self.needs_input_grad[:2]
+        self.save_for_backward(rows if need_weight else None, weight if need_x else None)
+        y = rows @ weight.T
+        if bias is not None:
+            y += bias
+        return y if x.ndim == 2 else y.reshape(x.shape[:-1] + weight.shape[:1])
+
+    def backward(self, grad_output: Any) -> tuple[Any, Any, Any]:
+        rows, weight = self.saved
+        need_x, need_weight, need_bias = self.needs_input_grad[:3]
+        g_rows = grad_output.reshape(-1, grad_output.shape[-1]) if grad_output.ndim != 2 else grad_output
+        grad_x = None
+        if need_x:  # written through a (rows, in) view of a fresh array: the engine can keep it without a copy
+            grad_x = self.xp.empty(self.input_shape, dtype=g_rows.dtype)
+            self.xp.matmul(g_rows, weight, out=grad_x.reshape(g_rows.shape[0], weight.shape[1]))
+        grad_weight = g_rows.T @ rows if need_weight else None
+        grad_bias = g_rows.sum(axis=0) if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.linear: y = input @ weightᵀ + bias, input (..., in_features) (1-D included),
+    weight (out_features, in_features), bias (out_features,) or None."""
+    for name, value in (("input", input), ("weight", weight)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"linear: {name} must be a Tensor, got {type(value).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"linear: bias must be a Tensor or None, got {type(bias).__name__}")
+    if weight.ndim != 2 or input.ndim == 0:
+        raise RuntimeError(
+            f"linear: expected input (..., in_features) and a 2-D weight (out_features, in_features), "
+            f"got shapes {input.shape} and {weight.shape}"
+        )
+    if input.shape[-1] != weight.shape[1]:
+        raise RuntimeError(
+            f"linear: input of shape {input.shape} has {input.shape[-1]} features, but weight of shape {weight.shape} "
+            f"expects {weight.shape[1]} (in_features)"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise RuntimeError(
+            f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},) for weight of shape {weight.shape}"
+        )
+    dtypes = {t.dtype for t in (input, weight, bias) if t is not None}
+    if len(dtypes) > 1 or input.dtype.kind != "f":
+        described = ", ".join(str(t.dtype) for t in (input, weight, bias) if t is not None)
+        raise RuntimeError(f"linear: expected input, weight and bias of one floating dtype, got {described}")
+    return Linear.apply(input, weight, bias)
+
+
+def _sample_linear(d: Draw) -> tuple[Any, Any, Any]:
+    """Leading dims 0-2 (zero sizes included), with and without bias."""
+    in_features, out_features = d.integers(1, 4), d.integers(1, 4)
+    input = d.tensor(d.shape(min_dims=0, max_dims=2, min_side=0, max_side=3) + (in_features,))
+    bias = d.choice([None, d.tensor((out_features,))])
+    return input, d.tensor((out_features, in_features)), bias
+
+
+register_spec(Linear, sample=_sample_linear, call=linear)

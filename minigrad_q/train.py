@@ -1,0 +1,344 @@
+"""Training a model on a dataset: ``train(TrainConfig(...))`` and ``minigrad-q train``.
+
+Each epoch trains on the train split (a tqdm bar shows loss, accuracy and
+images/s), evaluates on the test split and prints one log line; the end prints
+a summary and returns it as a dict (also written as JSON with ``json_path``).
+
+The defaults train LeNet-5 on the bundled 8x8 digits for 40 epochs with SGD
+(lr 0.05, momentum 0.9, weight decay 5e-4, batch 64), a cosine learning-rate
+schedule and label smoothing 0.2: ``minigrad-q train`` with no arguments
+reaches 98.6% test accuracy (seed 0; over seeds 0-39: 97.2-99.7%, mean
+98.4%) in about 5 seconds on two CPU cores.
+
+Inside a training step nothing moves between host and device except the batch
+itself: the running loss and accuracy are summed on the device and read when
+the bar refreshes (every ``log_every`` steps) and at the end of the epoch.
+
+Reproducibility: ``seed`` seeds the generators (``mq.manual_seed``) before the
+model is built, and the order of epoch ``e`` depends on (``seed``, ``e``)
+alone (``DataLoader.set_epoch``). With ``save`` a checkpoint is written after
+every epoch; ``resume`` restores the weights, the optimizer and scheduler
+state, the data loader's state and the generators' states, so a run resumed
+after epoch k ends with exactly the weights of an uninterrupted run with the
+same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import backend, checkpoint, data, nn, optim
+from .grad_mode import no_grad
+from .models import MODELS, build_model
+from .ops import cross_entropy
+
+__all__ = ["TrainConfig", "ConfigError", "train", "evaluate", "RUN_FIELDS"]
+
+OPTIMIZERS = ("sgd", "adam")
+# settings that define the run: a resumed run must use the checkpoint's values
+RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
+              "label_smoothing", "seed", "train_size")
+SCHEDULES = ("cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A training setting that cannot work (unknown name, missing folder, bad number)."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run; the defaults are ``minigrad-q train``'s."""
+
+    model: str = "lenet5"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" (annealed to 0 over the epochs) or "constant"
+    label_smoothing: float = 0.2  # of the training loss; the test loss is plain cross-entropy
+    device: str = "cpu"
+    seed: int = 0
+    save: str | None = None  # checkpoint written after every epoch
+    resume: str | None = None  # checkpoint to continue from
+    json_path: str | None = None  # summary written here as JSON
+    train_size: int | None = None  # use only the first N training images (quick runs)
+    eval_batch_size: int = 1000
+    log_every: int = 10  # steps between progress-bar refreshes (each reads loss/accuracy from the device)
+    progress: bool | None = None  # tqdm bars: None = only when stderr is a terminal
+    verbose: bool = True  # print the per-epoch log lines and the summary
+
+    def run_settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RUN_FIELDS}
+
+
+# ---------------------------------------------------------------- building blocks
+def _check(config: TrainConfig) -> None:
+    if config.model.lower() not in MODELS:
+        raise ConfigError(f"unknown model {config.model!r}; known models: {', '.join(sorted(MODELS))}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {config.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
+    for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < (0 if name == "epochs" else 1):
+            raise ConfigError(f"{name.replace('_', '-')} must be {'>= 0' if name == 'epochs' else 'at least 1'}, got {value!r}")
+    if config.train_size is not None and config.train_size < 1:
+        raise ConfigError(f"train-size must be at least 1, got {config.train_size}")
+    if not config.lr > 0:
+        raise ConfigError(f"lr must be positive, got {config.lr}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label-smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.data_dir is not None and not os.path.isdir(config.data_dir):
+        raise ConfigError(f"data directory {config.data_dir} does not exist")
+    if config.resume and not os.path.isfile(config.resume):
+        raise ConfigError(f"checkpoint {config.resume} to resume from does not exist")
+    for path in (config.save, config.json_path):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ConfigError(f"cannot write {path}: its folder does not exist")
+
+
+def _device(name: str) -> str:
+    try:
+        return backend.parse_device(name)
+    except backend.DeviceError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _datasets(config: TrainConfig) -> tuple[Any, Any]:
+    try:
+        train_set = data.load_dataset(config.dataset, split="train", data_dir=config.data_dir)
+        test_set = data.load_dataset(config.dataset, split="test", data_dir=config.data_dir)
+    except (ValueError, OSError, RuntimeError) as error:  # unknown name, missing or damaged files: the loader says which
+        raise ConfigError(str(error)) from None
+    if config.train_size is not None and config.train_size < len(train_set):
+        size = config.train_size
+        train_set = data.ImageDataset(
+            train_set.images[:size], train_set.labels[:size], name=train_set.name, split=f"train[:{size}]",
+            num_classes=train_set.num_classes, mean=train_set.mean, std=train_set.std, classes=train_set.classes,
+        )
+    return train_set, test_set
+
+
+def _model_options(test_set: Any) -> dict[str, Any]:
+    channels, height, width = test_set.shape
+    if height != width:
+        raise ConfigError(f"the models need square images, the dataset has {height}x{width}")
+    return {"in_channels": channels, "num_classes": test_set.num_classes, "input_size": height}
+
+
+def _optimizer(config: TrainConfig, model: nn.Module) -> Any:
+    if config.optimizer == "sgd":
+        return optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(config: TrainConfig, optimizer: Any) -> Any:
+    if config.schedule == "cosine":
+        return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+    return None
+
+
+def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True,
+                disable=(not sys.stderr.isatty()) if enabled is None else not enabled)
+
+
+# ---------------------------------------------------------------- one epoch
+def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: str = "", log_every: int = 10,
+                    progress: bool | None = None, label_smoothing: float = 0.0) -> dict[str, float]:
+    """One pass over `loader`; returns mean loss, accuracy, images, seconds, images/s."""
+    model.train()
+    xp: Any = None
+    loss_sum: Any = None
+    correct: Any = None
+    seen = 0
+    start = time.perf_counter()
+    with _progress_bar(len(loader), description, progress) as bar:
+        for step, (images, labels) in enumerate(loader, 1):
+            logits = model(images)
+            loss = cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            batch = labels.shape[0]
+            seen += batch
+            if xp is None:  # running sums live on the device: no host sync per step
+                xp = backend.get_array_module(loss.data)
+                loss_sum = xp.zeros((), dtype=backend.float64)
+                correct = xp.zeros((), dtype=backend.int64)
+            loss_sum += loss.data * batch
+            correct += (logits.data.argmax(axis=1) == labels.data).sum()
+            bar.update(1)
+            if not bar.disable and (step % log_every == 0 or step == len(loader)):
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.2%}",
+                                img_s=f"{seen / elapsed:.0f}", refresh=False)
+    seconds = time.perf_counter() - start
+    return {
+        "loss": float(loss_sum) / max(seen, 1) if seen else float("nan"),
+        "accuracy": float(correct) / seen if seen else float("nan"),
+        "images": seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds if seconds > 0 else float("nan"),
+    }
+
+
+def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
+    """Mean cross-entropy and accuracy over `loader`, in eval mode without a graph."""
+    model.eval()
+    loss_sum: Any = None
+    correct: Any = None
+    seen = 0
+    with no_grad():
+        for images, labels in loader:
+            logits = model(images)
+            loss = cross_entropy(logits, labels, reduction="sum").data
+            hits = (logits.data.argmax(axis=1) == labels.data).sum()
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            correct = hits if correct is None else correct + hits
+            seen += labels.shape[0]
+    if not seen:
+        return {"loss": float("nan"), "accuracy": float("nan"), "correct": 0, "images": 0}
+    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "correct": int(correct), "images": seen}
+
+
+# ---------------------------------------------------------------- the run
+def _resume(config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: Any,
+            loader: Any, device: str) -> tuple[int, list[dict[str, Any]]]:
+    assert config.resume is not None
+    saved = checkpoint.load(config.resume)
+    stored = saved.config
+    fixed = (*RUN_FIELDS, "epochs") if config.schedule == "cosine" else RUN_FIELDS  # the schedule spans the epochs
+    for name in fixed:
+        if name in stored and stored[name] != getattr(config, name):
+            raise ConfigError(
+                f"cannot resume from {config.resume}: it was trained with {name.replace('_', '-')}={stored[name]!r}, "
+                f"this run asks for {getattr(config, name)!r} (a resumed run keeps the checkpoint's settings)"
+            )
+    checkpoint.restore(saved, model, optimizer, device=device)
+    if scheduler is not None:
+        try:
+            scheduler.load_state_dict(saved.extra["scheduler"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"checkpoint {config.resume}: no usable scheduler state ({error})") from None
+    if saved.loader:
+        loader.load_state_dict(saved.loader)
+    checkpoint.set_rng_states(saved.rng)
+    return saved.epoch, list(saved.extra.get("history", []))
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def _say(config: TrainConfig, line: str) -> None:
+    if config.verbose:
+        print(line, flush=True)
+
+
+def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+          **overrides: Any) -> dict[str, Any]:
+    """Train as `config` says (fields may also be given as keyword arguments); returns the summary dict.
+
+    `on_epoch_end(epoch, record)` is called after each epoch's checkpoint is written.
+    """
+    start = time.perf_counter()
+    config = dataclasses.replace(config or TrainConfig(), **overrides)
+    if config.resume and not config.save:
+        config = dataclasses.replace(config, save=config.resume)  # a resumed run goes on saving where it left off
+    _check(config)
+    device = _device(config.device)
+    train_set, test_set = _datasets(config)
+    options = _model_options(test_set)
+
+    backend.manual_seed(config.seed)
+    model = build_model(config.model, **options).to(device)
+    optimizer = _optimizer(config, model)
+    scheduler = _scheduler(config, optimizer)
+    train_loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed, device=device)
+    test_loader = data.DataLoader(test_set, batch_size=config.eval_batch_size, device=device)
+    history: list[dict[str, Any]] = []
+    first_epoch = 1
+    if config.resume:
+        done, history = _resume(config, model, optimizer, scheduler, train_loader, device)
+        first_epoch = done + 1
+        _say(config, f"resumed from {config.resume} after epoch {done}")
+    parameters = sum(p.numel() for p in model.parameters())
+    _say(config, f"training {config.model} ({parameters:,} parameters) on {config.dataset} "
+                 f"({len(train_set):,} train / {len(test_set):,} test images, {'x'.join(map(str, test_set.shape))}) "
+                 f"on {device}: {config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
+                 f"{_epochs(config.epochs)}, seed {config.seed}")
+
+    train_seconds = 0.0
+    train_images = 0
+    for epoch in range(first_epoch, config.epochs + 1):
+        train_loader.set_epoch(epoch - 1)  # the order of epoch e depends on (seed, e) alone
+        trained = train_one_epoch(model, optimizer, train_loader, f"epoch {epoch}/{config.epochs}",
+                                  config.log_every, config.progress, config.label_smoothing)
+        if scheduler is not None:
+            scheduler.step()
+        tested = evaluate(model, test_loader)
+        train_seconds += trained["seconds"]
+        train_images += int(trained["images"])
+        record = {
+            "epoch": epoch, "train_loss": trained["loss"], "train_accuracy": trained["accuracy"],
+            "test_loss": tested["loss"], "test_accuracy": tested["accuracy"],
+            "seconds": trained["seconds"], "images_per_s": trained["images_per_s"],
+        }
+        history.append(record)
+        _say(config, f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  "
+                     f"train loss {trained['loss']:.4f} acc {trained['accuracy']:6.2%}  "
+                     f"test loss {tested['loss']:.4f} acc {tested['accuracy']:6.2%}  "
+                     f"{trained['images_per_s']:,.0f} img/s  {trained['seconds']:.2f} s")
+        if config.save:
+            checkpoint.save(
+                config.save, model, optimizer, epoch=epoch,
+                config={**config.run_settings(), "epochs": config.epochs, "data_dir": config.data_dir},
+                rng=checkpoint.rng_states(["cpu", device]),
+                loader=train_loader.state_dict(),
+                model_info={"name": config.model, "class": type(model).__name__, "options": options},
+                extra={"history": history, "scheduler": None if scheduler is None else scheduler.state_dict()},
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+
+    wall = time.perf_counter() - start
+    final = evaluate(model, test_loader) if not history or history[-1]["epoch"] != config.epochs else None
+    last = history[-1] if history else {}
+    summary = {
+        "config": dataclasses.asdict(config),
+        "device": device,
+        "parameters": parameters,
+        "epochs_run": config.epochs - first_epoch + 1 if config.epochs >= first_epoch else 0,
+        "test_accuracy": final["accuracy"] if final else last.get("test_accuracy"),
+        "test_loss": final["loss"] if final else last.get("test_loss"),
+        "test_images": len(test_set),
+        "wall_time_s": wall,
+        "train_time_s": train_seconds,
+        "train_images_per_s": train_images / train_seconds if train_seconds > 0 else None,
+        "history": history,
+    }
+    _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
+                 f"{_epochs(config.epochs)}; {wall:.1f} s in all, "
+                 + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]
+                    else "no epochs to train")
+                 + (f"; checkpoint {config.save}" if config.save else ""))
+    if config.json_path:
+        with open(config.json_path, "w", encoding="utf-8") as file:
+            json.dump(summary, file, indent=2)
+            file.write("\n")
+    return summary

@@ -1,0 +1,344 @@
+"""conv2d: forward and gradients against direct nested loops written here (groups, stride, dilation,
+padding ints/pairs/"same"/"valid", non-square, unbatched input), every internal path (batch chunks,
+kept or recomputed columns, wide or strided col2im), needs_input_grad, float32, errors, and torch."""
+
+import itertools
+
+import numpy as np
+import pytest
+from helpers import const, host, leaf
+
+import minigrad_q as mq
+from minigrad_q.ops import conv as conv_module
+
+rng = np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- loop references
+def pads_of(padding, kernel, dilation):
+    """(top, bottom, left, right) as torch reads `padding` ("same": the extra row/column at the bottom/right)."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return (total[0] // 2, total[0] - total[0] // 2, total[1] // 2, total[1] - total[1] // 2)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (ph, ph, pw, pw)
+
+
+def reference(x, w, b, stride, padding, dilation, groups, g=None):
+    """Output of the convolution by looping over every output pixel and kernel tap; with an output
+    gradient g, also (dx, dw, db) of sum(output * g) by the same loops."""
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    dh, dw_ = (dilation, dilation) if isinstance(dilation, int) else dilation
+    out_channels, group_channels, kh, kw = w.shape
+    top, bottom, left, right = pads_of(padding, (kh, kw), (dh, dw_))
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (xp.shape[3] - dw_ * (kw - 1) - 1) // sw + 1
+    y = np.zeros((x.shape[0], out_channels, oh, ow))
+    grad_xp, grad_w = np.zeros_like(xp), np.zeros_like(w)
+    per_group = out_channels // groups
+    for k, r, s, c, i, j in itertools.product(range(out_channels), range(oh), range(ow), range(group_channels),
+                                             range(kh), range(kw)):
+        channel = (k // per_group) * group_channels + c
+        row, col = r * sh + i * dh, s * sw + j * dw_
+        y[:, k, r, s] += w[k, c, i, j] * xp[:, channel, row, col]
+        if g is not None:
+            grad_xp[:, channel, row, col] += w[k, c, i, j] * g[:, k, r, s]
+            grad_w[k, c, i, j] += np.sum(g[:, k, r, s] * xp[:, channel, row, col])
+    if b is not None:
+        y += b[None, :, None, None]
+    if g is None:
+        return y
+    grad_x = grad_xp[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+    return y, grad_x, grad_w, g.sum(axis=(0, 2, 3))
+
+
+# (batch, in channels, out channels, H, W, kernel, stride, padding, dilation, groups)
+CASES = [
+    (2, 3, 4, 6, 7, 3, 1, 0, 1, 1),
+    (2, 3, 2, 7, 5, (2, 3), 1, 1, 1, 1),
+    (1, 2, 3, 8, 9, 3, 2, 1, 1, 1),
+    (2, 2, 2, 9, 7, (3, 2), (2, 3), (1, 2), 1, 1),
+    (2, 1, 2, 9, 9, 3, 1, 2, 2, 1),
+    (1, 2, 2, 10, 8, (2, 3), (1, 2), 0, (2, 1), 1),
+    (2, 4, 6, 6, 5, 3, 1, 1, 1, 2),
+    (1, 6, 3, 5, 6, (1, 2), 1, 0, 1, 3),
+    (2, 4, 4, 5, 5, 3, 1, 1, 1, 4),  # depthwise
+    (2, 2, 3, 5, 7, 3, 1, "same", 1, 1),
+    (1, 2, 2, 6, 5, (4, 2), 1, "same", 1, 1),  # even kernels: the extra row/column goes bottom/right
+    (2, 2, 2, 7, 8, 3, 1, "same", 2, 2),
+    (2, 3, 2, 6, 5, (2, 3), 1, "valid", 1, 1),
+    (1, 1, 1, 4, 4, 5, 3, 2, 1, 1),  # kernel wider than the input, made to fit by padding
+    (2, 2, 3, 3, 3, 3, 1, 0, 1, 1),  # 1x1 output
+]
+
+
+def _case(case, bias=True):
+    n, cin, cout, h, w, kernel, stride, padding, dilation, groups = case
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((n, cin, h, w))
+    weight = rng.standard_normal((cout, cin // groups, kh, kw))
+    b = rng.standard_normal(cout) if bias else None
+    return x, weight, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_conv2d_forward_and_gradients_match_loops(device, case):
+    x, w, b, options = _case(case, bias=case[0] == 2)
+    xt, wt = leaf(x, device), leaf(w, device)
+    bt = leaf(b, device) if b is not None else None
+    y = mq.conv2d(xt, wt, bt, **options)
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, grad_b = reference(x, w, b, g=g, **options)
+    assert y.shape == expected.shape and y.dtype == mq.float64
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+    y.backward(const(g, device))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+    if bt is not None:
+        np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
+
+
+def test_same_padding_keeps_the_size_and_pads_bottom_right_for_even_kernels():
+    x, w = rng.standard_normal((1, 1, 5, 6)), rng.standard_normal((1, 1, 2, 4))
+    y = mq.conv2d(const(x), const(w), padding="same")
+    assert y.shape == (1, 1, 5, 6)
+    explicit = np.pad(x, ((0, 0), (0, 0), (0, 1), (1, 2)))  # totals 1 and 3: top 0 bottom 1, left 1 right 2
+    np.testing.assert_allclose(host(y), reference(explicit, w, None, 1, 0, 1, 1), rtol=1e-12)
+
+
+def test_unbatched_input_is_one_image(device):
+    x, w, b = rng.standard_normal((2, 5, 6)), rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(3)
+    xt, wt, bt = leaf(x, device), leaf(w, device), leaf(b, device)
+    y = mq.conv2d(xt, wt, bt, stride=(1, 2), padding=1)
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, grad_b = reference(x[None], w, b, (1, 2), 1, 1, 1, g=g[None])
+    assert y.shape == expected.shape[1:]
+    np.testing.assert_allclose(host(y), expected[0], rtol=1e-12)
+    y.backward(const(g, device))
+    assert xt.grad.shape == x.shape
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x[0], rtol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the internal paths
+IMAGE = 36 * 64 * 8  # bytes of one image's column matrices at stride 1: 4 channels x 3x3 = 36 rows, 8x8 outputs, float64
+PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's waste limit, per-image GEMMs from area)
+    "one chunk, kept, wide": (1 << 20, 1 << 30, 100.0, 10**9),
+    "chunks of 2 of 5 images, kept, wide": (2 * IMAGE, 1 << 30, 100.0, 10**9),
+    "chunks of 2, recomputed, wide, per-image GEMMs": (2 * IMAGE, 0, 100.0, 1),
+    "chunks of 3, recomputed, strided col2im": (3 * IMAGE, 0, 0.0, 10**9),
+    "chunks of 3, kept, strided col2im, per-image GEMMs": (3 * IMAGE, 1 << 30, 0.0, 1),
+    "one image per chunk, kept, strided col2im": (1, 1 << 30, 0.0, 10**9),
+}
+
+
+def _force_path(monkeypatch, device, path):
+    chunk, keep, waste, per_image = PATHS[path]
+    monkeypatch.setitem(conv_module.CHUNK_BYTES, device.split(":")[0], chunk)
+    monkeypatch.setitem(conv_module.SAVE_COLUMNS_BYTES, device.split(":")[0], keep)
+    monkeypatch.setattr(conv_module, "WIDE_MAX_WASTE", waste)
+    monkeypatch.setattr(conv_module, "PER_IMAGE_AREA", per_image)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_internal_path_gives_the_same_gradients(device, monkeypatch, path, stride, threads):
+    """5 images of 4x8x8, 3x3 kernels, padding 1, groups 1 (stride 1) or 2 (stride 2), on 1-3 worker threads."""
+    _force_path(monkeypatch, device, path)
+    monkeypatch.setattr(conv_module, "THREADS", threads)
+    groups = stride
+    x, w, b = rng.standard_normal((5, 4, 8, 8)), rng.standard_normal((4, 4 // groups, 3, 3)), rng.standard_normal(4)
+    xt, wt, bt = leaf(x, device), leaf(w, device), leaf(b, device)
+    y = mq.conv2d(xt, wt, bt, stride=stride, padding=1, groups=groups)
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, grad_b = reference(x, w, b, stride, 1, 1, groups, g=g)
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+    y.backward(const(g, device))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, path):
+    _force_path(monkeypatch, "cpu", path)
+    x, w, b = rng.standard_normal((5, 3, 8, 8)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2)
+    xt, wt, bt = leaf(x), leaf(w), leaf(b)
+    mq.conv2d(xt, wt, bt, padding=1).sum().backward()  # the engine hands backward a stride-0 gradient
+    _, grad_x, grad_w, grad_b = reference(x, w, b, 1, 1, 1, 1, g=np.ones((5, 2, 8, 8)))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
+
+
+def test_worker_threads_give_reproducible_float32_results(monkeypatch):
+    monkeypatch.setattr(conv_module, "THREADS", 2)
+    monkeypatch.setitem(conv_module.CHUNK_BYTES, "cpu", 1)  # one image per chunk: 6 chunks over 2 workers
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(6, 3, 9, 9), (4, 3, 3, 3), (4,)]]
+    g = mq.tensor(rng.standard_normal((6, 4, 9, 9)).astype(np.float32))
+    runs = []
+    for _ in range(3):
+        tensors = [mq.tensor(a, requires_grad=True) for a in arrays]
+        y = mq.conv2d(*tensors, padding=1)
+        y.backward(g)
+        runs.append([host(y)] + [t.grad.numpy() for t in tensors])
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch):
+    monkeypatch.setitem(conv_module.CHUNK_BYTES, "cpu", 1)
+    monkeypatch.setattr(conv_module, "WIDE_MAX_WASTE", 100.0)
+    x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 2, 2, 3))
+    xt, wt = leaf(x), leaf(w)
+    y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1), groups=2)
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 2, g=g)
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12)
+    y.backward(const(g))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+
+
+def test_only_the_gradients_asked_for_are_computed():
+    x, w, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    g = rng.standard_normal((2, 3, 3, 3))
+    _, grad_x, grad_w, grad_b = reference(x, w, b, 1, 0, 1, 1, g=g)
+    first_layer_input, wt, bt = const(x), leaf(w), leaf(b)
+    y = mq.conv2d(first_layer_input, wt, bt)
+    assert y.creator.saved[1] is None  # no weight matrix kept for an input gradient nobody wants
+    y.backward(const(g))
+    assert first_layer_input.grad is None
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
+    xt, frozen = leaf(x), const(w)
+    y = mq.conv2d(xt, frozen)
+    assert y.creator.saved[0] is None and y.creator.saved[2] is None  # no input, no columns
+    y.backward(const(g))
+    assert frozen.grad is None
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
+
+
+def test_no_grad_records_nothing():
+    with mq.no_grad():
+        y = mq.conv2d(leaf(rng.standard_normal((1, 1, 4, 4))), leaf(rng.standard_normal((1, 1, 3, 3))))
+    assert y.creator is None and not y.requires_grad
+
+
+def test_float32_stays_float32_and_matches_float64():
+    x, w, b = rng.standard_normal((3, 4, 9, 9)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    tensors = [leaf(a, dtype=mq.float32) for a in (x, w, b)]
+    y = mq.conv2d(*tensors, padding=1)
+    assert y.dtype == mq.float32
+    g = rng.standard_normal(y.shape)
+    y.backward(const(g, dtype=mq.float32))
+    expected = reference(x, w, b, 1, 1, 1, 1, g=g)
+    np.testing.assert_allclose(host(y), expected[0], rtol=1e-4, atol=1e-4)
+    for tensor, grad in zip(tensors, expected[1:]):
+        assert tensor.grad.dtype == mq.float32
+        np.testing.assert_allclose(tensor.grad.numpy(), grad, rtol=1e-4, atol=1e-3)
+
+
+def test_non_contiguous_input_and_broadcast_output_gradient(device):
+    x, w = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((2, 3, 2, 2))
+    xt = mq.Tensor(const(x, device).data.transpose(0, 3, 2, 1), requires_grad=True)  # (2, 3, 5, 6), not contiguous
+    wt = leaf(w, device)
+    y = mq.conv2d(xt, wt, padding=(1, 0))
+    y.sum().backward()  # the engine hands backward a broadcast (stride-0) gradient
+    expected, grad_x, grad_w, _ = reference(x.transpose(0, 3, 2, 1), w, None, 1, (1, 0), 1, 1, g=np.ones(y.shape))
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+
+
+def test_empty_batch():
+    xt, wt, bt = leaf(np.zeros((0, 2, 5, 5))), leaf(rng.standard_normal((3, 2, 3, 3))), leaf(np.ones(3))
+    y = mq.conv2d(xt, wt, bt)
+    assert y.shape == (0, 3, 3, 3)
+    y.sum().backward()
+    assert xt.grad.shape == (0, 2, 5, 5)
+    np.testing.assert_array_equal(wt.grad.numpy(), np.zeros((3, 2, 3, 3)))
+    np.testing.assert_array_equal(bt.grad.numpy(), np.zeros(3))
+
+
+def test_backward_node_is_named():
+    y = mq.conv2d(leaf(rng.standard_normal((1, 1, 3, 3))), leaf(rng.standard_normal((1, 1, 2, 2))))
+    assert repr(y.grad_fn) == "<Conv2dBackward>"
+
+
+# ---------------------------------------------------------------- errors
+def _t(*shape, dtype=mq.float64):
+    return mq.zeros(*shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: mq.conv2d(_t(2, 3), _t(1, 1, 1, 1)), ValueError, r"conv2d: expected a 3-D .* or 4-D .* input, got shape \(2, 3\)"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 3, 3)), ValueError, r"conv2d: expected a 4-D weight .* got shape \(1, 3, 3\)"),
+    (lambda: mq.conv2d(_t(1, 3, 5, 5), _t(4, 2, 3, 3), groups=2), ValueError,
+     r"conv2d: input has 3 channels but weight expects 2\*groups=4"),
+    (lambda: mq.conv2d(_t(1, 2, 5, 5), _t(4, 1, 3, 3)), ValueError,
+     r"conv2d: input has 2 channels but weight expects 1\*groups=1"),
+    (lambda: mq.conv2d(_t(1, 4, 5, 5), _t(3, 2, 3, 3), groups=2), ValueError,
+     r"conv2d: groups=2 does not divide the weight's 3 output channels"),
+    (lambda: mq.conv2d(_t(1, 1, 6, 6), _t(1, 1, 5, 5), dilation=2), ValueError,
+     r"conv2d: kernel 5x5 \(dilated 9x9\) is larger than the padded input 6x6"),
+    (lambda: mq.conv2d(_t(1, 1, 2, 6), _t(1, 1, 3, 3), padding=(0, 1)), ValueError,
+     r"conv2d: kernel 3x3 is larger than the padded input 2x8"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), stride=0), ValueError, r"conv2d: stride must be >= 1, got 0"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), stride=(1, -1)), ValueError, r"conv2d: stride must be >= 1"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), dilation=0), ValueError, r"conv2d: dilation must be >= 1, got 0"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), padding=-1), ValueError, r"conv2d: padding must be >= 0"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), padding="same", stride=2), ValueError,
+     r"conv2d: padding='same' is not supported for strided convolutions"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), padding="full"), ValueError,
+     r"conv2d: padding must be an int, a pair, 'same' or 'valid', got 'full'"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), stride=(1, 2, 3)), TypeError, r"conv2d: stride must be an int or a pair"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), padding=1.5), TypeError, r"conv2d: padding must be an int or a pair"),
+    (lambda: mq.conv2d(_t(1, 2, 4, 4), _t(2, 1, 3, 3), groups=0), ValueError, r"conv2d: groups must be a positive int, got 0"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3, dtype=mq.float32)), RuntimeError,
+     r"conv2d: input is float64 but weight is float32"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3), _t(1, dtype=mq.float32)), RuntimeError,
+     r"conv2d: input is float64 but bias is float32"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4, dtype=mq.int64), _t(1, 1, 3, 3, dtype=mq.int64)), TypeError,
+     r"conv2d: expected floating-point tensors, got int64"),
+    (lambda: mq.conv2d(_t(1, 1, 4, 4), _t(2, 1, 3, 3), _t(3)), ValueError, r"conv2d: expected a bias of shape \(2,\)"),
+    (lambda: mq.conv2d(np.zeros((1, 1, 4, 4)), _t(1, 1, 3, 3)), TypeError, r"conv2d: expected Tensors"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_conv2d_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.gpu
+def test_device_mismatch_is_an_error():
+    if not mq.backend.cuda_is_available():
+        pytest.skip("no CuPy/GPU on this machine")
+    with pytest.raises(RuntimeError, match=r"conv2d: input is on cpu but weight is on cuda:0"):
+        mq.conv2d(_t(1, 1, 4, 4), _t(1, 1, 3, 3).to("cuda"))
+
+
+# ---------------------------------------------------------------- torch
+@pytest.mark.parametrize("options", [
+    dict(padding=1), dict(stride=2, padding=(2, 1), dilation=(1, 2)), dict(padding="same", groups=2), dict(padding="valid"),
+], ids=str)
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+def test_matches_torch_on_mid_sized_float32_batches(options):
+    torch = pytest.importorskip("torch")
+    shapes = [(16, 8, 19, 17), (12, 8 // options.get("groups", 1), 3, 4), (12,)]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ours = [mq.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y, yt = mq.conv2d(*ours, **options), torch.nn.functional.conv2d(*theirs, **options)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(mq.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(host(y), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for a, b in zip(ours, theirs):
+        scale = np.abs(b.grad.numpy()).max()
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5 * scale)

@@ -1,0 +1,232 @@
+"""Pools (max_pool2d, avg_pool2d, adaptive_avg_pool2d): forward and gradients against explicit loops over
+windows written here, torch's tie rule (the first maximum takes the gradient), unbatched input, the
+fast paths (tiling windows, big windows), errors, and a cross-check against torch."""
+
+import math
+
+import numpy as np
+import pytest
+from helpers import const, host, leaf
+
+import minigrad_q as mq
+
+rng = np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- loop references
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def window_starts(size, kernel, stride, padding):
+    """Start (in unpadded coordinates, may be negative) of each window along one dim."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    return [i * stride - padding for i in range(out)]
+
+
+def pool_reference(x, kernel_size, stride, padding, kind):
+    """(output, gradient of sum(output * g)) by looping over every window; g is drawn here too."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride is not None else kernel_size)
+    ph, pw = _pair(padding)
+    rows, cols = window_starts(x.shape[-2], kh, sh, ph), window_starts(x.shape[-1], kw, sw, pw)
+    lead = x.shape[:-2]
+    out = np.zeros(lead + (len(rows), len(cols)))
+    g = rng.standard_normal(out.shape)
+    grad = np.zeros(x.shape)
+    for index in np.ndindex(*lead):
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                cells = [(r + a, c + b) for a in range(kh) for b in range(kw)]
+                inside = [(a, b) for a, b in cells if 0 <= a < x.shape[-2] and 0 <= b < x.shape[-1]]
+                if kind == "max":
+                    values = [x[index + cell] if cell in inside else -np.inf for cell in cells]
+                    first = int(np.argmax(values))  # np.argmax: the first maximum
+                    out[index + (i, j)] = values[first]
+                    grad[index + cells[first]] += g[index + (i, j)]
+                else:  # zero padding counted in the divisor (count_include_pad=True)
+                    out[index + (i, j)] = sum(x[index + cell] for cell in inside) / (kh * kw)
+                    for cell in inside:
+                        grad[index + cell] += g[index + (i, j)] / (kh * kw)
+    return out, g, grad
+
+
+def adaptive_reference(x, out_size):
+    oh, ow = out_size
+    h, w = x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + (oh, ow))
+    g = rng.standard_normal(out.shape)
+    grad = np.zeros(x.shape)
+    for i in range(oh):
+        r0, r1 = math.floor(i * h / oh), math.ceil((i + 1) * h / oh)
+        for j in range(ow):
+            c0, c1 = math.floor(j * w / ow), math.ceil((j + 1) * w / ow)
+            count = (r1 - r0) * (c1 - c0)
+            out[..., i, j] = x[..., r0:r1, c0:c1].sum(axis=(-2, -1)) / count
+            grad[..., r0:r1, c0:c1] += g[..., i, j][..., None, None] / count
+    return out, g, grad
+
+
+def forward_and_grad(fn, x_data, g, device):
+    x = leaf(x_data, device)
+    y = fn(x)
+    y.backward(const(g, device))
+    return host(y), x.grad.numpy()
+
+
+POOL_CASES = [  # (input shape, kernel_size, stride, padding)
+    ((2, 3, 8, 8), 2, None, 0),        # tiles the input: the fast path
+    ((1, 2, 7, 5), 2, None, 0),        # last row/column left out
+    ((2, 2, 6, 5), 3, 1, 1),           # overlapping, padded
+    ((1, 2, 9, 7), 3, 2, 1),
+    ((1, 1, 7, 7), 2, 3, 1),           # stride > kernel: gaps between windows
+    ((2, 2, 6, 9), (2, 3), (1, 2), (1, 1)),
+    ((3, 5, 5), 2, 2, 0),              # unbatched (C, H, W)
+    ((1, 2, 4, 4), 1, 1, 0),
+    ((1, 1, 8, 8), 4, None, 0),        # big tiling windows (avg: averaging matrices)
+    ((0, 2, 4, 4), 2, None, 0),        # empty batch
+]
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", POOL_CASES, ids=str)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_forward_and_gradient_match_loops(device, kind, shape, kernel, stride, padding):
+    x = rng.standard_normal(shape)
+    expected, g, expected_grad = pool_reference(x, kernel, stride, padding, kind)
+    op = mq.max_pool2d if kind == "max" else mq.avg_pool2d
+    y, grad = forward_and_grad(lambda t: op(t, kernel, stride, padding), x, g, device)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 1, 1), (3, 2, 0), (2, 1, 0)])
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device, kernel, stride, padding):
+    x = np.round(rng.standard_normal((2, 2, 6, 6)))  # many ties
+    x[0, 0] = 1.0  # a whole constant plane: every window is one big tie
+    expected, g, expected_grad = pool_reference(x, kernel, stride, padding, "max")
+    y, grad = forward_and_grad(lambda t: mq.max_pool2d(t, kernel, stride, padding), x, g, device)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_tie_on_a_constant_window_goes_to_its_top_left(device):
+    x = leaf(np.ones((1, 1, 2, 2)), device)
+    mq.max_pool2d(x, 2).backward(const(np.full((1, 1, 1, 1), 3.0), device))
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[3.0, 0.0], [0.0, 0.0]])
+
+
+def test_max_pool_propagates_nan(device):
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    y = host(mq.max_pool2d(const(x, device), 2))
+    assert np.isnan(y[0, 0, 0, 0]) and np.array_equal(y[0, 0].ravel()[1:], [7.0, 13.0, 15.0])
+
+
+def test_max_pool_with_float32_and_many_offsets(device):
+    """A 12x12 kernel has 144 offsets, more than an int8 index holds."""
+    x = rng.standard_normal((1, 2, 12, 13)).astype(np.float32)
+    expected, g, expected_grad = pool_reference(x.astype(np.float64), 12, 1, 0, "max")
+    y, grad = forward_and_grad(lambda t: mq.max_pool2d(t, 12, 1), x, g.astype(np.float32), device)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, expected.astype(np.float32))
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6)
+
+
+def test_pools_of_non_contiguous_input(device):
+    base = rng.standard_normal((2, 6, 6, 3))
+    view = const(base, device).data.transpose(0, 3, 1, 2)  # (2, 3, 6, 6), not contiguous
+    for op, kind in ((mq.max_pool2d, "max"), (mq.avg_pool2d, "avg")):
+        x = mq.Tensor(view, requires_grad=True)
+        expected, g, expected_grad = pool_reference(base.transpose(0, 3, 1, 2), 3, 2, 1, kind)
+        y = op(x, 3, 2, 1)
+        y.backward(const(g, device))
+        np.testing.assert_allclose(host(y), expected, rtol=1e-12)
+        np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_pools_without_grad_still_compute(device):
+    x = const(rng.standard_normal((1, 2, 4, 4)), device)
+    with mq.no_grad():
+        y = mq.max_pool2d(leaf(x.numpy(), device), 2)
+    assert not y.requires_grad
+    np.testing.assert_array_equal(host(y), pool_reference(x.numpy(), 2, None, 0, "max")[0])
+
+
+ADAPTIVE_CASES = [
+    ((2, 3, 7, 9), (3, 3)),      # uneven windows (averaging matrices)
+    ((2, 2, 6, 10), (2, 5)),     # tiles: avg_pool2d path
+    ((1, 1, 5, 5), (7, 7)),      # more outputs than inputs: windows repeat
+    ((2, 3, 5, 5), (1, 1)),      # global average (big tiling window)
+    ((2, 2, 16, 16), (2, 2)),    # tiling windows of 8x8
+    ((3, 6, 4), (4, 2)),         # unbatched
+    ((2, 1, 6, 6), (6, 6)),      # identity
+]
+
+
+@pytest.mark.parametrize("shape, out_size", ADAPTIVE_CASES, ids=str)
+def test_adaptive_avg_pool_matches_torchs_window_rule(device, shape, out_size):
+    x = rng.standard_normal(shape)
+    expected, g, expected_grad = adaptive_reference(x, out_size)
+    y, grad = forward_and_grad(lambda t: mq.adaptive_avg_pool2d(t, out_size), x, g, device)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
+
+
+def test_adaptive_avg_pool_output_size_forms(device):
+    x = const(rng.standard_normal((1, 2, 6, 4)), device)
+    assert mq.adaptive_avg_pool2d(x, 3).shape == (1, 2, 3, 3)
+    assert mq.adaptive_avg_pool2d(x, (None, 2)).shape == (1, 2, 6, 2)
+    assert mq.adaptive_avg_pool2d(x, [2, None]).shape == (1, 2, 2, 4)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda x: mq.max_pool2d(x, 3, 1, 2), ValueError,
+         r"max_pool2d: padding \(2, 2\) must be at most half the kernel size \(3, 3\)"),
+        (lambda x: mq.avg_pool2d(x, 2, 1, 2), ValueError, r"avg_pool2d: padding .* at most half"),
+        (lambda x: mq.max_pool2d(x, 5), RuntimeError,
+         r"max_pool2d: kernel \(5, 5\) .* does not fit .* \(1, 2, 4, 4\).*output size would be \(0, 0\)"),
+        (lambda x: mq.avg_pool2d(x, (2, 5)), RuntimeError, r"avg_pool2d: .* output size would be \(2, 0\)"),
+        (lambda x: mq.max_pool2d(x, 0), ValueError, r"max_pool2d: kernel_size must be >= 1, got 0"),
+        (lambda x: mq.max_pool2d(x, 2, 0), ValueError, r"max_pool2d: stride must be >= 1"),
+        (lambda x: mq.max_pool2d(x, 2, 2, -1), ValueError, r"max_pool2d: padding must be >= 0"),
+        (lambda x: mq.max_pool2d(x, 2.5), TypeError, r"max_pool2d: kernel_size must be an int or a pair of ints, got 2.5"),
+        (lambda x: mq.max_pool2d(x, (2, 2, 2)), TypeError, r"kernel_size must be an int or a pair"),
+        (lambda x: mq.max_pool2d(x[0, 0], 2), RuntimeError,
+         r"max_pool2d: expected a 3-D \(C, H, W\) or 4-D .* got shape \(4, 4\)"),
+        (lambda x: mq.avg_pool2d(x.long(), 2), RuntimeError, r"avg_pool2d: expected a floating point input, got dtype int64"),
+        (lambda x: mq.adaptive_avg_pool2d(x, 0), ValueError, r"adaptive_avg_pool2d: output_size must be >= 1"),
+        (lambda x: mq.adaptive_avg_pool2d(x, (2, 2, 2)), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        (lambda x: mq.max_pool2d(x.numpy(), 2), TypeError, r"max_pool2d: expected a Tensor, got ndarray"),
+    ],
+)
+def test_pool_errors(call, error, match):
+    x = mq.tensor(rng.standard_normal((1, 2, 4, 4)))
+    with pytest.raises(error, match=match):
+        call(x)
+
+
+def test_pool_error_for_an_empty_channel_dim():
+    with pytest.raises(RuntimeError, match=r"non-zero C, H, W, got shape \(2, 0, 4, 4\)"):
+        mq.max_pool2d(mq.zeros(2, 0, 4, 4), 2)
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [("max_pool2d", (3, 2, 1)), ("max_pool2d", (2,)), ("avg_pool2d", (3, 1, 1)), ("avg_pool2d", ((2, 4), (2, 3), (1, 2))),
+     ("adaptive_avg_pool2d", ((5, 3),)), ("adaptive_avg_pool2d", (1,))],
+)
+def test_pools_match_torch(name, args):
+    torch = pytest.importorskip("torch")
+    x_data = rng.standard_normal((4, 3, 15, 13)).astype(np.float32)
+    g = rng.standard_normal(getattr(torch.nn.functional, name)(torch.tensor(x_data), *args).shape).astype(np.float32)
+    x = mq.tensor(x_data, requires_grad=True)
+    y = getattr(mq, name)(x, *args)
+    y.backward(mq.tensor(g))
+    xt = torch.tensor(x_data, requires_grad=True)
+    yt = getattr(torch.nn.functional, name)(xt, *args)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(host(y), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
