@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,8 +39,10 @@ CONV_CASES = (  # name, N, C, K, H=W, kernel, padding
     ("N128 C1 K6 28x28 5x5 p2", 128, 1, 6, 28, 5, 2),
 )
 MODEL_CASES = {"lenet": ("lenet5", 1, 28, 128), "toycnn": ("toycnn", 3, 32, 64)}  # model, channels, side, batch
+DISPLAY_NAMES = {"lenet5": "LeNet-5", "toycnn": "toy CNN"}
 RSS_STEPS, RSS_WARMUP = 200, 20
 LR, MOMENTUM = 0.01, 0.9
+SWITCH_PAUSE_S = 0.2  # OpenBLAS and OpenMP worker threads spin for a while after their last job
 
 
 # ---------------------------------------------------------------- threads
@@ -78,17 +81,20 @@ def time_both(ours: Callable[[], Any], sync: Callable[[], None], theirs: Callabl
     """Time `ours` and (when given) `theirs` in alternating rounds, so both see the same machine.
 
     A shared machine's speed drifts over seconds; timing one engine after the
-    other puts that drift into the ratio. Here each of ``rounds`` (up to 3)
-    rounds times ours then theirs (``repeat // rounds`` repeats each, after a
-    warm-up call); the times are the medians over rounds and the ratio is
-    the median of the rounds' ratios.
+    other puts that drift into the ratio. Here each of ``rounds`` (up to 5)
+    rounds times ours then theirs (``ceil(repeat / rounds)`` repeats each,
+    after a warm-up call and a short pause that lets the other engine's
+    spinning worker threads go idle); the times are the medians over rounds
+    and the ratio is the median of the rounds' ratios.
     """
-    rounds = min(3, repeat)
-    per_round = max(1, repeat // rounds)
+    rounds = min(5, repeat)
+    per_round = -(-repeat // rounds)
     ours_times, their_times = [], []
     for _ in range(rounds):
+        time.sleep(SWITCH_PAUSE_S)
         ours_times.append(time_median(ours, per_round, sync)[0])
         if theirs is not None:
+            time.sleep(SWITCH_PAUSE_S)
             with _torch_threads(torch, threads):
                 their_times.append(time_median(theirs, per_round, their_sync)[0])
     timing: dict[str, Any] = {"minigrad_s": statistics.median(ours_times), "rounds": rounds, "repeats_per_round": per_round}
@@ -363,7 +369,8 @@ def tables(results: dict[str, Any]) -> list[tuple[str, str, list[str], list[list
     for mode in ("lenet", "toycnn"):
         if mode in results:
             run = results[mode]
-            title = f"{run['model']}: one training step, input {'x'.join(map(str, run['input'][1:]))}, batch {run['batch']}"
+            title = (f"{DISPLAY_NAMES[run['model']]}: one training step, input {'x'.join(map(str, run['input'][1:]))}, "
+                     f"batch {run['batch']}")
             rows = [[run["model"], *_speed_cells(run), f"{run['images_per_s']:,.0f}"]]
             notes = [f"zero_grad, forward, cross_entropy, backward, {run['optimizer']} update; GFLOP/s counts "
                      f"conv/linear GEMM work only ({run['flops'] / 1e6:.1f} MFLOP per step)"]
@@ -382,13 +389,23 @@ def tables(results: dict[str, Any]) -> list[tuple[str, str, list[str], list[list
     return found
 
 
+def _spreads(cases: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        (f"{case['name']}: " if "name" in case else "") + f"minigrad_q {case['minigrad_spread']:.0%}"
+        + (f", torch {case['torch_spread']:.0%}" if "torch_spread" in case else "")
+        for case in cases
+    )
+
+
 def _torch_notes(run: dict[str, Any], differences: list[Any], what: str) -> list[str]:
+    cases = run.get("cases", [run])
+    spread = "run-to-run spread (slowest - fastest round) / median: " + _spreads(cases)
     if run.get("torch_missing"):
-        return [f"no PyTorch comparison: {run['torch_missing']}"]
+        return [spread, f"no PyTorch comparison: {run['torch_missing']}"]
     worst = max((d for d in differences if d is not None), default=None)
     notes = [f"threads: NumPy's BLAS {run['blas_threads']}, torch.set_num_threads({run['torch_threads']}); "
              f"timed in {run['rounds']} alternating rounds (minigrad_q, then torch) of {run['repeats_per_round']} "
-             "repeats: times are medians over the rounds, the ratio the median of the rounds' ratios"]
+             "repeats: times are medians over the rounds, the ratio the median of the rounds' ratios", spread]
     if worst is not None:
         notes.append(f"{what} agree with torch's to {worst:.1e}" + (" (max abs difference / max abs value)"
                                                                    if what == "gradients" else " (abs difference)"))

@@ -56,13 +56,13 @@ def test_cli_bench_cnn_modes_write_json_and_markdown(capsys, tmp_path, monkeypat
                      "--json", str(path), "--markdown", str(markdown)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    for title in ("conv2d forward + backward", "lenet5: one training step", "toycnn: one training step",
+    for title in ("conv2d forward + backward", "LeNet-5: one training step", "toy CNN: one training step",
                   "memory: peak RSS"):
         assert title in out
     results = json.loads(path.read_text())
     assert {"conv", "lenet", "toycnn", "rss"} <= set(results) and "overhead" not in results
     text = markdown.read_text()
-    assert "## Conv2d forward + backward" in text and "## Lenet5: one training step" in text
+    assert "## Conv2d forward + backward" in text and "## LeNet-5: one training step, input 1x28x28" in text
     assert "| tiny |" in text and "of GEMM" in text
 
 
@@ -70,6 +70,8 @@ def test_format_without_torch_has_no_ratio():
     results = bench.run([], repeat=1)
     results["lenet"] = {"model": "lenet5", "input": [2, 1, 28, 28], "batch": 2, "optimizer": "SGD", "flops": 1e6,
                         "minigrad_s": 0.01, "gflops": 0.1, "gemm_fraction": 0.01, "target_ratio": 1.5,
-                        "images_per_s": 200.0, "torch_missing": "PyTorch not installed", "torch_threads": None}
+                        "images_per_s": 200.0, "torch_missing": "PyTorch not installed", "torch_threads": None,
+                        "minigrad_spread": 0.02, "rounds": 1, "repeats_per_round": 1}
     text = bench.format_results(results)
     assert "<= 1.5x (no torch)" in text and "no PyTorch comparison: PyTorch not installed" in text
+    assert "spread (slowest - fastest round) / median: minigrad_q 2%" in text
