@@ -125,6 +125,22 @@ def parse_device(device: Any) -> str:
     raise DeviceError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
 
 
+def device_and_dtype(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """(device, dtype) from torch's ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or keywords; None if absent."""
+    kwargs = dict(kwargs)
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"{op}: unexpected arguments {sorted(kwargs)}")
+    for arg in args:
+        if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
+            device = arg
+        else:
+            dtype = arg
+    return device, dtype
+
+
 def device_of(array: Any) -> str:
     if isinstance(array, ndarray):
         return "cpu"

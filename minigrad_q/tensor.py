@@ -213,15 +213,7 @@ class Tensor(TensorOps):
     # ------------------------------------------------------------ conversion
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; differentiable."""
-        device = kwargs.pop("device", None)
-        dtype = kwargs.pop("dtype", None)
-        if kwargs:
-            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
-                device = arg
-            else:
-                dtype = arg
+        device, dtype = backend.device_and_dtype("to()", args, kwargs)
         out = self
         if device is not None:
             out = ops().to_device(out, device)

@@ -313,16 +313,7 @@ class Module:
         A dtype applies to floating-point parameters and buffers only (integer
         buffers such as ``num_batches_tracked`` keep theirs), as in torch.
         """
-        device = kwargs.pop("device", None)
-        dtype = kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"Module.to(): unexpected arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
-                device = arg
-            else:
-                dtype = arg
+        device, dtype = backend.device_and_dtype("Module.to()", args, kwargs)
         if device is not None:
             device = backend.parse_device(device)
         if dtype is not None:

@@ -45,14 +45,23 @@ class LogSumExp(Function):
         return _dims.unlift(grad, self.input_shape)
 
 
+def _shifted(fn: Any, x: Any, axes: tuple[int, ...]) -> Any:
+    """x - max x over `axes` (the stable start of softmax and log_softmax); records the
+    input shape and the (lifted) axes on `fn` for its backward."""
+    fn.input_shape = x.shape
+    x, fn.axes = _dims.lift(x, axes)
+    return x - _dims.shift(fn.xp, x, fn.axes)
+
+
 class Softmax(Function):
     """y = exp(x - m) / Σ exp(x - m) along dim, m = max x (stable);  dx = y ⊙ (gy - Σ gy ⊙ y)."""
 
+    input_shape: tuple[int, ...]
+    axes: tuple[int, ...]
+
     def forward(self, x: Any, axes: tuple[int, ...]) -> Any:
         xp = self.xp
-        self.input_shape = x.shape
-        x, self.axes = _dims.lift(x, axes)
-        y = x - _dims.shift(xp, x, self.axes)
+        y = _shifted(self, x, axes)
         xp.exp(y, out=y)
         with _dims.quiet(xp):
             y /= y.sum(axis=self.axes, keepdims=True)
@@ -73,11 +82,12 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = x - m - log Σ exp(x - m) along dim, m = max x (stable);  dx = gy - exp(y) Σ gy."""
 
+    input_shape: tuple[int, ...]
+    axes: tuple[int, ...]
+
     def forward(self, x: Any, axes: tuple[int, ...]) -> Any:
         xp = self.xp
-        self.input_shape = x.shape
-        x, self.axes = _dims.lift(x, axes)
-        y = x - _dims.shift(xp, x, self.axes)
+        y = _shifted(self, x, axes)
         with _dims.quiet(xp):
             y -= xp.log(xp.exp(y).sum(axis=self.axes, keepdims=True))
         self.save_for_backward(y)
