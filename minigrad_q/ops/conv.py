@@ -17,14 +17,14 @@ W[k, (i, j, c)] = w[k, c, i, j], that is one GEMM, and so are the gradients:
 
 from __future__ import annotations
 
-import concurrent.futures
-from collections.abc import Callable
 from typing import Any
 
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._windows import add_windows, output_size, pair, sliding_windows
+from ._col2im import Col2im, WideCol2im, leading_dim, matmul_groups
+from ._windows import output_size, pair, sliding_windows
+from ._workers import blas_threads, run_in_workers
 
 __all__ = ["conv2d"]
 
@@ -37,74 +37,11 @@ THREADS: int | None = None  # worker threads over batch chunks; None: as many as
 PARALLEL_MIN_BYTES = 16 << 20  # column matrices smaller than this in all stay on one thread (workers cost more)
 
 
-def _leading_dim(columns: int) -> int:
-    """Row length for a matrix of `columns` columns: 16 more when rows would be a multiple of 1 KiB apart,
-    which makes OpenBLAS's panels alias in the cache (a 1.4x slower GEMM)."""
-    return columns + 16 if columns and columns % 256 == 0 else columns
-
-
-def _matmul(xp: Any, a: Any, b: Any, out: Any) -> None:
-    """out = a @ b for stacks of G matrices (G = 1: one plain GEMM)."""
-    if a.shape[0] == 1:
-        xp.matmul(a[0], b[0], out=out[0])
-    else:
-        xp.matmul(a, b, out=out)
-
-
-# ---------------------------------------------------------------- worker threads
-# NumPy's copies and adds run on one core while OpenBLAS splits each GEMM over all of them. Instead,
-# with T BLAS threads, T workers each take every T-th batch chunk with a one-thread BLAS: every
-# step of a chunk (copies, GEMMs, adds) then runs in parallel on cache-resident data. Chunks go to
-# workers by a fixed rule and partial sums are added in worker order, so results are reproducible.
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_size = 0
-_blas: list[Any] | None = None
-
-
-def _blas_controllers() -> list[Any]:
-    """threadpoolctl's handles on the loaded BLAS libraries ([] without threadpoolctl)."""
-    global _blas
-    if _blas is None:
-        try:
-            import threadpoolctl
-
-            _blas = list(threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # noqa: BLE001  (missing or unable to inspect this process: run on one thread)
-            _blas = []
-    return _blas
-
-
 def _worker_count(device: str, chunks: int, column_bytes: int) -> int:
     if device != "cpu" or chunks < 2 or (THREADS is None and column_bytes < PARALLEL_MIN_BYTES):
         return 1
-    threads = THREADS if THREADS is not None else max([c.get_num_threads() for c in _blas_controllers()] or [1])
+    threads = THREADS if THREADS is not None else blas_threads()
     return max(1, min(threads, chunks))
-
-
-def _in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int) -> list[Any]:
-    """[work(chunk indices of worker w) for each w]; worker 0 is this thread. BLAS runs single-threaded
-    meanwhile, also with one worker: OpenBLAS's threads cost more than they give on these GEMMs
-    (LeNet-5's convs on 2 cores: 15.2 ms with 2 BLAS threads, 9.5 ms with 1)."""
-    controllers = _blas_controllers()
-    saved = [c.get_num_threads() for c in controllers]
-    for c, count in zip(controllers, saved):
-        if count != 1:
-            c.set_num_threads(1)
-    try:
-        if workers == 1:
-            return [work(list(range(chunks)))]
-        global _pool, _pool_size
-        if _pool is None or _pool_size < workers - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = concurrent.futures.ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad_q-conv")
-            _pool_size = workers - 1
-        futures = [_pool.submit(work, list(range(w, chunks, workers))) for w in range(1, workers)]
-        return [work(list(range(0, chunks, workers)))] + [f.result() for f in futures]
-    finally:
-        for c, count in zip(controllers, saved):
-            if count != 1:
-                c.set_num_threads(count)
 
 
 class _Geometry:
@@ -127,7 +64,7 @@ class _Geometry:
         columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
         image_bytes = max(1, groups * self.rows * columns * itemsize)
         self.batch = max(1, min(self.n, chunk_bytes // image_bytes))
-        self.ld = _leading_dim(self.batch * self.area)
+        self.ld = leading_dim(self.batch * self.area)
         self.column_bytes = -(-self.n // self.batch) * groups * self.rows * self.ld * itemsize
         self.per_image = self.area >= PER_IMAGE_AREA
 
@@ -171,7 +108,7 @@ class _Geometry:
                 y += bias.reshape(self.groups, self.kg, 1)
             return
         y = y_buffer[:, :, : columns.shape[2]]
-        _matmul(xp, w_matrix, columns, y)
+        matmul_groups(xp, w_matrix, columns, y)
         y = y.reshape(self.k, b, self.oh, self.ow).transpose(1, 0, 2, 3)
         if bias is None:
             xp.copyto(out, y)
@@ -194,7 +131,7 @@ class _Geometry:
         if self.per_image:
             xp.matmul(a, dy, out=self.by_image(out, b))
         else:
-            _matmul(xp, a, dy, out)
+            matmul_groups(xp, a, dy, out)
         return out
 
     def weight_grad(self, xp: Any, columns: Any, dy: Any, b: int, part: Any) -> Any:
@@ -202,7 +139,7 @@ class _Geometry:
         if self.per_image:
             xp.matmul(self.by_image(columns, b), dy.transpose(0, 1, 3, 2), out=part[:b])
             return part[0] if b == 1 else part[:b].sum(axis=0)
-        _matmul(xp, columns, dy.transpose(0, 2, 1), part[0])
+        matmul_groups(xp, columns, dy.transpose(0, 2, 1), part[0])
         return part[0]
 
     def bias_grad(self, dy: Any) -> Any:
@@ -213,82 +150,6 @@ class _Geometry:
         if self.per_image:
             return dy.reshape(b, self.k, self.oh, self.ow).transpose(1, 0, 2, 3)
         return dy.reshape(self.k, b, self.oh, self.ow)
-
-
-class _Col2im:
-    """dX = col2im(Wᵀ dY) for a chunk, by kh·kw strided adds into a zeroed padded buffer (any stride)."""
-
-    def __init__(self, xp: Any, geo: _Geometry, dtype: Any) -> None:
-        self.xp, self.geo = xp, geo
-        self.d_columns = xp.empty((geo.groups, geo.rows, geo.ld), dtype=dtype)
-        self.pad_buffer = geo.pad_buffer(xp, dtype)
-
-    def __call__(self, w_matrix: Any, dy: Any, grad_x: Any) -> None:
-        xp, geo = self.xp, self.geo
-        b = grad_x.shape[0]
-        d_columns = geo.times_grad(xp, w_matrix.transpose(0, 2, 1), dy, b, self.d_columns)
-        target = grad_x if self.pad_buffer is None else self.pad_buffer[:b]
-        target.fill(0)
-        for group in range(geo.groups):
-            values = d_columns[group].reshape(geo.kh, geo.kw, geo.cg, b, geo.oh, geo.ow).transpose(3, 2, 0, 1, 4, 5)
-            add_windows(xp, target[:, group * geo.cg:(group + 1) * geo.cg], values, geo.stride, geo.dilation)
-        if self.pad_buffer is not None:
-            xp.copyto(grad_x, geo.interior(target))
-
-
-class _WideCol2im:
-    """dX = col2im(Wᵀ dY) for stride 1 with every add a contiguous 1-D run.
-
-    dY is spread on the padded input's grid ("wide": zeros at the Hp·Wp - OH·OW pixels that are not
-    outputs), so column (n, y, x) of Wᵀ dY lands at flat pixel n·Hp·Wp + y·Wp + x + i·d·Wp + j·d of
-    its channel. Rows of Wᵀ dY are ordered (i, j, c) and as long as one channel's flat buffer, so for
-    each kernel offset (i, j) the C/G rows of a group add to the buffer in one contiguous run (numpy's
-    strided adds are 4x slower per element). The zeros make the runs' overhang harmless; the price is a
-    GEMM over Hp·Wp instead of OH·OW columns (OH·Wp with per-image GEMMs), hence WIDE_MAX_WASTE."""
-
-    def __init__(self, xp: Any, geo: _Geometry, dtype: Any) -> None:
-        self.xp, self.geo = xp, geo
-        self.image = geo.hp * geo.wp
-        self.row = _leading_dim(geo.batch * self.image)
-        reach = (geo.kh - 1) * geo.dilation[0] * geo.wp + (geo.kw - 1) * geo.dilation[1]
-        self.flat = xp.zeros(geo.c * self.row + reach, dtype=dtype)  # its tail past C rows only ever gets zeros
-        self.grad_wide = xp.zeros((geo.groups, geo.kg, self.row), dtype=dtype)
-        self.d_columns = xp.zeros((geo.groups, geo.rows, self.row), dtype=dtype)
-        self.filled = geo.batch * self.image
-
-    def __call__(self, w_matrix: Any, dy: Any, grad_x: Any) -> None:
-        xp, geo = self.xp, self.geo
-        b = grad_x.shape[0]
-        used = b * self.image
-        if used < self.filled:  # a shorter last chunk: clear what the previous chunk left there
-            self.grad_wide[:, :, used:].fill(0)
-            self.d_columns[:, :, used:].fill(0)
-            self.filled = used
-        grid = self.grad_wide[:, :, :used].reshape(geo.k, b, geo.hp, geo.wp)[:, :, : geo.oh, : geo.ow]
-        xp.copyto(grid, geo.as_kbhw(dy, b))
-        w_t = w_matrix.transpose(0, 2, 1)
-        if geo.per_image:  # GEMMs over each image's first OH rows only: the rest of d_columns stays zero
-            reach = geo.oh * geo.wp
-            grads = self.grad_wide[:, :, :used].reshape(geo.groups, geo.kg, b, self.image)[..., :reach]
-            d_cols = self.d_columns[:, :, :used].reshape(geo.groups, geo.rows, b, self.image)[..., :reach]
-            xp.matmul(w_t, grads.transpose(2, 0, 1, 3), out=d_cols.transpose(2, 0, 1, 3))
-        else:
-            _matmul(xp, w_t, self.grad_wide, self.d_columns)
-        span = geo.cg * self.row
-        for group in range(geo.groups):
-            rows = self.d_columns[group]
-            for i in range(geo.kh):
-                for j in range(geo.kw):
-                    first = (i * geo.kw + j) * geo.cg
-                    start = group * span + i * geo.dilation[0] * geo.wp + j * geo.dilation[1]
-                    run, values = self.flat[start:start + span], rows[first:first + geo.cg].reshape(-1)
-                    if first == 0:  # offset (0, 0) covers the group's whole span: it sets instead of adding
-                        xp.copyto(run, values)
-                    else:
-                        xp.add(run, values, out=run)
-        images = self.flat[: geo.c * self.row].reshape(geo.c, self.row)[:, :used].reshape(geo.c, b, geo.hp, geo.wp)
-        xp.copyto(grad_x, geo.interior(images).transpose(1, 0, 2, 3))
-
 
 class Conv2d(Function):
     """y = conv2d(x, w, b) as in the module docstring;  dW = dY Xᵀ,  dX = col2im(Wᵀ dY),  db = Σ dY.
@@ -304,15 +165,15 @@ class Conv2d(Function):
       59 vs 67 ms for N=64 C=K=32 32x32). Only what backward needs is kept: X or the input for dW,
       the weight matrix for dX, nothing for a bias-only backward.
     - dW = X dYᵀ, (kh·kw·C/G) x (K/G): 1.5x faster in OpenBLAS than dY Xᵀ. Matrices get a row length
-      off multiples of 1 KiB (_leading_dim): aliasing rows made the GEMMs 1.4x slower.
-    - dX = col2im(Wᵀ dY). Stride 1: _WideCol2im, whose kh·kw adds are contiguous runs (numpy's
+      off multiples of 1 KiB (leading_dim): aliasing rows made the GEMMs 1.4x slower.
+    - dX = col2im(Wᵀ dY). Stride 1: WideCol2im, whose kh·kw adds are contiguous runs (numpy's
       strided adds cost 4x more per element), at the price of a GEMM over the padded grid (up to
-      WIDE_MAX_WASTE). Other strides: kh·kw strided adds (_Col2im). dX as a transposed convolution
+      WIDE_MAX_WASTE). Other strides: kh·kw strided adds (Col2im). dX as a transposed convolution
       (im2col of the padded dY, then a GEMM) measured equal for C = K = 32 and 1.4-1.6x slower for
       the small-C layers (its column matrix is K/C times larger), so it is not used. No dX at all
       when the input needs no gradient (a network's first layer).
     - BLAS runs single-threaded inside conv2d. With T BLAS threads (or THREADS) and at least
-      PARALLEL_MIN_BYTES of columns, T workers split the chunks (_in_workers), so the copies run in
+      PARALLEL_MIN_BYTES of columns, T workers split the chunks (run_in_workers), so the copies run in
       parallel too: N=64 C=K=32 32x32 takes 31 ms on 2 cores against 42 ms with OpenBLAS's threads.
     The Python loops run over batch chunks and kernel offsets, never over pixels.
     """
@@ -345,7 +206,7 @@ class Conv2d(Function):
                 geo.output(xp, w_matrix, columns, bias, out[start:stop], y_buffer)
 
         self.workers = _worker_count(device, len(chunks), geo.column_bytes)
-        _in_workers(work, len(chunks), self.workers)
+        run_in_workers(work, len(chunks), self.workers)
         self.save_for_backward(x if need_w and not keep else None, w_matrix if need_x else None, kept)
         return out[0] if self.unbatched else out
 
@@ -371,7 +232,7 @@ class Conv2d(Function):
                 scratch = xp.empty((geo.groups, geo.rows, geo.ld), dtype=dtype) if kept is None else None
                 pad_buffer = geo.pad_buffer(xp, dtype) if kept is None else None
             if need_x:
-                col2im = (_WideCol2im if geo.wide else _Col2im)(xp, geo, dtype)
+                col2im = (WideCol2im if geo.wide else Col2im)(xp, geo, dtype)
             for index in indices:
                 start, stop = chunks[index]
                 dy = geo.grad_matrices(xp, grad_y[start:stop], g_buffer)
@@ -387,7 +248,7 @@ class Conv2d(Function):
                     col2im(w_matrix, dy, grad_x[start:stop])
             return grad_w, grad_b
 
-        sums = _in_workers(work, len(chunks), self.workers)
+        sums = run_in_workers(work, len(chunks), self.workers)
         grad_w, grad_b = sums[0]
         for more_w, more_b in sums[1:]:
             if grad_w is not None:
