@@ -107,6 +107,18 @@ def cuda_device_count() -> int:
     return _cupy_module().cuda.runtime.getDeviceCount() if cuda_is_available() else 0
 
 
+_kernels: dict[tuple[str, ...], Any] = {}
+
+
+def elementwise_kernel(in_params: str, out_params: str, operation: str, name: str, preamble: str = "") -> Any:
+    """A cupy.ElementwiseKernel, compiled once per signature and cached (GPU only; CuPy must be installed).
+    The fused GPU twins of the quantizers' NumPy code are built with it."""
+    key = (in_params, out_params, operation, name, preamble)
+    if key not in _kernels:
+        _kernels[key] = _cupy_module().ElementwiseKernel(in_params, out_params, operation, name, preamble=preamble)
+    return _kernels[key]
+
+
 def parse_device(device: Any) -> str:
     """Canonical device name: "cpu" or "cuda:N". Accepts None (cpu), "cuda", "cuda:1"."""
     if device is None:

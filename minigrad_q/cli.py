@@ -161,7 +161,8 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- train
 TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
-                 "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size")
+                 "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size",
+                 "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert")
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -198,11 +199,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- bench
-BENCH_MODES = ("overhead", "conv", "lenet", "toycnn", "rss")
+BENCH_MODES = ("overhead", "conv", "lenet", "toycnn", "rss", "quant")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from . import bench, bench_quant
 
     modes = [mode for mode in BENCH_MODES if getattr(args, mode)]
     if not modes:
@@ -217,9 +218,14 @@ def run_bench(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if args.rss_steps < 1:
         raise UsageError(f"bench: --rss-steps must be at least 1, got {args.rss_steps}")
-    results = bench.run(modes, device=device, repeat=args.repeat, threads=args.threads, large_size=args.large_size,
-                        rss_steps=args.rss_steps)
-    print(bench.format_results(results))
+    if args.quant_size < 1:
+        raise UsageError(f"bench: --quant-size must be at least 1, got {args.quant_size}")
+    results = bench.run([mode for mode in modes if mode != "quant"], device=device, repeat=args.repeat,
+                        threads=args.threads, large_size=args.large_size, rss_steps=args.rss_steps)
+    if "quant" in modes:
+        results["quant"] = bench_quant.run_quant(device=device, repeat=args.repeat, threads=args.threads,
+                                                 size=args.quant_size)
+    print(bench.format_results(results) + bench_quant.format_results(results))
     if args.json:
         try:
             bench.write_json(results, args.json)
@@ -229,7 +235,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.markdown:
         try:
             with open(args.markdown, "w", encoding="utf-8") as file:
-                file.write(bench.write_markdown(results))
+                file.write(bench.write_markdown(results) + bench_quant.write_markdown(results))
         except OSError as error:
             raise UsageError(f"bench: cannot write {args.markdown}: {error.strerror or error}") from None
         print(f"markdown written to {args.markdown}")
@@ -278,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     train.add_argument("--json", dest="json_path", metavar="PATH", help="write the summary as JSON")
     train.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
+    qat = train.add_argument_group("quantization-aware training")
+    qat.add_argument("--quant", metavar="METHOD", help="quantize with ste, dsq, lsq, qnoise or pact (default: float)")
+    qat.add_argument("--wbits", metavar="B", type=int, help="weight bits (default 4)")
+    qat.add_argument("--abits", metavar="B", type=int, help="activation bits (default 4)")
+    qat.add_argument("--qnoise-p", metavar="P", type=float,
+                     help="QuantNoise: fraction of weights quantized per step (default 0.5)")
+    qat.add_argument("--dsq-alpha", metavar="A", type=float, help="DSQ: initial alpha in (0, 1) (default 0.2)")
+    qat.add_argument("--learn-alpha", action="store_true", default=None, help="DSQ: learn alpha (default: fixed)")
+    qat.add_argument("--convert", action="store_true", default=None,
+                     help="after training, convert to an integer model and report its accuracy too")
     train.set_defaults(run=run_train)
 
     bench = commands.add_parser("bench", help="speed against PyTorch and the machine's limits")
@@ -287,12 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--lenet", action="store_true", help="LeNet-5 training step, 1x28x28, batch 128")
     modes.add_argument("--toycnn", action="store_true", help="toy CNN training step, 3x32x32, batch 64")
     modes.add_argument("--rss", action="store_true", help="peak RSS over a 200-step LeNet-5 run (fresh process)")
+    modes.add_argument("--quant", action="store_true", help="quantizers forward+backward, 16M elements, vs torch and a copy")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     bench.add_argument("--repeat", type=int, default=7, help="timed runs per case; the median is reported (default 7)")
     bench.add_argument("--threads", type=int, help="PyTorch intra-op threads for the matched run (default: 1 for "
-                       "--overhead, NumPy's BLAS thread count for the CNN modes)")
+                       "--overhead, NumPy's BLAS thread count for the CNN modes and --quant)")
     bench.add_argument("--rss-steps", type=int, default=200, help="training steps of --rss (default 200)")
     bench.add_argument("--large-size", type=int, default=1_000_000, help="elements of the large case (default 1M)")
+    bench.add_argument("--quant-size", type=int, default=1 << 24, help="elements of --quant's tensor (default 16M)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (docs/benchmarks.md)")
     bench.set_defaults(run=run_bench)

@@ -44,8 +44,11 @@ __all__ = ["TrainConfig", "ConfigError", "train", "evaluate", "RUN_FIELDS"]
 OPTIMIZERS = ("sgd", "adam")
 # settings that define the run: a resumed run must use the checkpoint's values
 RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-              "label_smoothing", "seed", "train_size")
+              "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha")
 SCHEDULES = ("cosine", "constant")
+# --quant METHOD: (weight quantizer, activation quantizer) given to quant.prepare_qat
+QUANT_METHODS = {"ste": ("ste", "ste"), "dsq": ("dsq", "dsq"), "lsq": ("lsq", "lsq"), "qnoise": ("qnoise", "ste"),
+                 "pact": ("ste", "pact")}
 
 
 class ConfigError(ValueError):
@@ -77,6 +80,13 @@ class TrainConfig:
     log_every: int = 10  # steps between progress-bar refreshes (each reads loss/accuracy from the device)
     progress: bool | None = None  # tqdm bars: None = only when stderr is a terminal
     verbose: bool = True  # print the per-epoch log lines and the summary
+    quant: str | None = None  # quantization-aware training: "ste", "dsq", "lsq", "qnoise" or "pact" (QUANT_METHODS)
+    wbits: int = 4  # weight bits (with quant)
+    abits: int = 4  # activation bits (with quant)
+    qnoise_p: float = 0.5  # QuantNoise: the fraction of weights quantized in each training step
+    dsq_alpha: float = 0.2  # DSQ: the initial alpha
+    learn_alpha: bool = False  # DSQ: alpha is a learnable parameter
+    convert: bool = False  # after training, convert to an integer model and report its accuracy too
 
     def run_settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_FIELDS}
@@ -100,6 +110,18 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {config.lr}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.quant is not None and config.quant not in QUANT_METHODS:
+        raise ConfigError(f"unknown quantization method {config.quant!r}; expected one of: {', '.join(QUANT_METHODS)}")
+    if config.convert and config.quant is None:
+        raise ConfigError("convert needs a quantized model: give a quantization method too (e.g. quant='dsq')")
+    for name in ("wbits", "abits"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+            raise ConfigError(f"{name} must be an integer from 1 to 8, got {value!r}")
+    if not 0 <= config.qnoise_p <= 1:
+        raise ConfigError(f"qnoise-p must be in [0, 1], got {config.qnoise_p}")
+    if not 0 < config.dsq_alpha < 1:
+        raise ConfigError(f"dsq-alpha must be in (0, 1), got {config.dsq_alpha}")
     if config.data_dir is not None and not os.path.isdir(config.data_dir):
         raise ConfigError(f"data directory {config.data_dir} does not exist")
     if config.resume and not os.path.isfile(config.resume):
@@ -136,6 +158,22 @@ def _model_options(test_set: Any) -> dict[str, Any]:
     if height != width:
         raise ConfigError(f"the models need square images, the dataset has {height}x{width}")
     return {"in_channels": channels, "num_classes": test_set.num_classes, "input_size": height}
+
+
+def _model(config: TrainConfig, options: dict[str, Any]) -> nn.Module:
+    """The named model; with `quant`, its conv and linear layers swapped for quantized ones."""
+    model = build_model(config.model, **options)
+    if config.quant is None:
+        return model
+    from . import quant
+
+    weight, act = QUANT_METHODS[config.quant]
+    method_options: dict[str, Any] = {}
+    if "dsq" in (weight, act):
+        method_options.update(dsq_alpha=config.dsq_alpha, learn_alpha=config.learn_alpha)
+    if weight == "qnoise":
+        method_options.update(qnoise_p=config.qnoise_p)
+    return quant.prepare_qat(model, weight=weight, act=act, wbits=config.wbits, abits=config.abits, **method_options)
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> Any:
@@ -216,6 +254,21 @@ def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
     return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "correct": int(correct), "images": seen}
 
 
+def evaluate_integer(model: nn.Module, integer_model: Any, loader: Any) -> dict[str, float]:
+    """The integer model's test accuracy, and how often its predicted class agrees with the
+    fake-quant model's it was converted from."""
+    model.eval()
+    correct = agree = seen = 0
+    with no_grad():
+        for images, labels in loader:
+            expected = model(images).data.argmax(axis=1)
+            predicted = integer_model(images).data.argmax(axis=1)
+            correct += int((predicted == labels.data).sum())
+            agree += int((predicted == expected).sum())
+            seen += labels.shape[0]
+    return {"accuracy": correct / seen if seen else float("nan"), "agreement": agree / seen if seen else float("nan")}
+
+
 # ---------------------------------------------------------------- the run
 def _resume(config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: Any,
             loader: Any, device: str) -> tuple[int, list[dict[str, Any]]]:
@@ -266,7 +319,7 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     options = _model_options(test_set)
 
     backend.manual_seed(config.seed)
-    model = build_model(config.model, **options).to(device)
+    model = _model(config, options).to(device)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     train_loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed, device=device)
@@ -278,7 +331,8 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         first_epoch = done + 1
         _say(config, f"resumed from {config.resume} after epoch {done}")
     parameters = sum(p.numel() for p in model.parameters())
-    _say(config, f"training {config.model} ({parameters:,} parameters) on {config.dataset} "
+    quantized = f" quantized W{config.wbits}A{config.abits} with {config.quant}" if config.quant else ""
+    _say(config, f"training {config.model}{quantized} ({parameters:,} parameters) on {config.dataset} "
                  f"({len(train_set):,} train / {len(test_set):,} test images, {'x'.join(map(str, test_set.shape))}) "
                  f"on {device}: {config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
                  f"{_epochs(config.epochs)}, seed {config.seed}")
@@ -332,6 +386,13 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         "train_images_per_s": train_images / train_seconds if train_seconds > 0 else None,
         "history": history,
     }
+    if config.convert:
+        from . import quant
+
+        integer = evaluate_integer(model, quant.convert(model), test_loader)
+        summary.update(integer_test_accuracy=integer["accuracy"], integer_agreement=integer["agreement"])
+        _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
+                     f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} of the test images")
     _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
                  f"{_epochs(config.epochs)}; {wall:.1f} s in all, "
                  + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]

@@ -1,0 +1,29 @@
+"""Quantization-aware training, mq.quant: quantizer Functions with explicit surrogate gradients
+(round+STE fake quant, DSQ, LSQ, PACT, QuantNoise), observers, quantizer modules, QAT layers and
+prepare_qat, and conversion to integer-only inference. The math is in docs/quantization.md."""
+
+from ._qparams import FLOAT32_EPS, minmax_qparams, qrange, tensor_qparams
+from .dsq import dsq, dsq_soft
+from .fake_quant import fake_quant, round_ste
+from .integer import IntegerModel, IntegerModelError, convert, load_integer_model
+from .lsq import lsq, lsq_init_step, lsq_surrogate
+from .modules import DSQQuantizer, FakeQuantize, LSQQuantizer, PACTQuantizer, QuantNoiseQuantizer
+from .noise import quant_noise, quant_noise_mask
+from .observers import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+from .pact import pact
+from .qat import QuantConv2d, QuantLinear, dsq_alpha_penalty, dsq_alpha_schedule, prepare_qat
+
+__all__ = [
+    "FLOAT32_EPS", "qrange", "minmax_qparams", "tensor_qparams",
+    "fake_quant", "round_ste", "dsq", "dsq_soft", "lsq", "lsq_init_step", "lsq_surrogate", "pact",
+    "quant_noise", "quant_noise_mask",
+    "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
+    "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",
+    "QuantConv2d", "QuantLinear", "prepare_qat", "dsq_alpha_penalty", "dsq_alpha_schedule",
+    "convert", "IntegerModel", "IntegerModelError", "load_integer_model",
+]

@@ -1,0 +1,222 @@
+"""Fake quantization with the straight-through estimator (DESIGN.md, Quantization).
+
+x̂ = (clamp(rint(x/s) + z, qmin, qmax) − z)·s, rounding half to even, per tensor or per channel
+(``axis``). The backward is PyTorch's (torch.fake_quantize_per_tensor_affine): the upstream gradient
+where the rounded, unclamped code rint(x/s) + z lies in [qmin, qmax], 0 elsewhere; scale and zero
+point get no gradient. The zero point must hold integers, so the clamp is done as
+clamp(rint(x/s), qmin − z, qmax − z) with no rounding error.
+
+CPU: one chunked pass (quant/_chunks.py) writes x̂ and a bool mask; the backward is one pass
+g·mask. GPU: one fused CuPy kernel each way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import backend
+from ..core import Function, Tensor
+from ..ops.selection import clamp
+from ..specs import Draw, register_spec
+from . import _chunks
+from ._qparams import check_axis, check_param, check_qrange, expand, qrange
+
+__all__ = ["fake_quant", "round_ste"]
+
+_numpy = backend.array_module("cpu")
+
+_FORWARD_GPU = """
+T code = rint(x / s);
+T clamped = code < lo ? lo : (code > hi ? hi : code);
+y = clamped * s;
+"""
+_FORWARD_MASK_GPU = _FORWARD_GPU + "mask = clamped == code;\n"  # NaN compares false: no gradient
+
+
+class FakeQuant(Function):
+    """y = (clamp(rint(x/s), qmin − z, qmax − z))·s  (= (clamp(rint(x/s) + z, qmin, qmax) − z)·s);
+    dy/dx = 1[qmin <= rint(x/s) + z <= qmax] (straight through the rounding, PyTorch's mask).
+
+    Reference for gradient checks: x ↦ (clamp(x/s + z, qmin − ½, qmax + ½) − z)·s, rounding
+    frozen: its derivative is that mask (away from the ties where rint(x/s) + z changes)."""
+
+    def forward(self, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> Any:
+        xp = self.xp
+        want_mask = self.needs_input_grad[0]
+        if xp is _numpy:
+            x = _chunks.contiguous(x)
+            channels = _chunks.Channels(x.shape, axis)
+            s, lo, hi = _layout_bounds(channels, x.dtype, scale, zero_point, qmin, qmax)
+            y = xp.empty(x.shape, dtype=x.dtype)
+            mask = xp.empty(x.shape, dtype=bool) if want_mask else None
+
+            def kernel(rows: slice, x: Any, y: Any, *rest: Any) -> None:
+                si, loi, hii = channels.at(s, rows), channels.at(lo, rows), channels.at(hi, rows)
+                if rest:  # with the mask: the rounded codes go to scratch first
+                    mask, code = rest
+                    xp.divide(x, si, out=code)
+                    xp.rint(code, out=code)
+                    xp.clip(code, loi, hii, out=y)
+                    xp.equal(y, code, out=mask)  # NaN compares false: no gradient
+                else:
+                    xp.divide(x, si, out=y)
+                    xp.rint(y, out=y)
+                    xp.clip(y, loi, hii, out=y)
+                xp.multiply(y, si, out=y)
+
+            arrays = [x, y] if mask is None else [x, y, mask]
+            _chunks.elementwise(kernel, arrays, channels.row_size, scratch=int(mask is not None))
+        else:
+            s, lo, hi = _gpu_bounds(xp, x, scale, zero_point, qmin, qmax, axis)
+            if want_mask:
+                fused = backend.elementwise_kernel("T x, T s, T lo, T hi", "T y, bool mask", _FORWARD_MASK_GPU,
+                                                   "minigrad_q_fake_quant_mask")
+                y, mask = fused(x, s, lo, hi)
+            else:
+                fused = backend.elementwise_kernel("T x, T s, T lo, T hi", "T y", _FORWARD_GPU, "minigrad_q_fake_quant")
+                y = fused(x, s, lo, hi)
+        if want_mask:
+            self.save_for_backward(mask)
+        return y
+
+    def backward(self, grad_output: Any) -> tuple[Any, None, None]:
+        (mask,) = self.saved
+        return mask_gradient(self.xp, grad_output, mask), None, None
+
+
+def mask_gradient(xp: Any, grad_output: Any, mask: Any) -> Any:
+    """grad_output·mask in one pass (mask: bool array of the same shape)."""
+    if xp is not _numpy:
+        fused = backend.elementwise_kernel("T g, bool mask", "T dx", "dx = mask ? g : (T)0", "minigrad_q_masked_grad")
+        return fused(grad_output, mask)
+    grad_output = _chunks.contiguous(grad_output)
+    grad_input = xp.empty(grad_output.shape, dtype=grad_output.dtype)
+    mask_bytes = mask.view(xp.uint8)  # uint8 × float multiplies without a bool cast
+
+    def kernel(rows: slice, g: Any, m: Any, dx: Any) -> None:
+        xp.multiply(g, m, out=dx)
+
+    _chunks.elementwise(kernel, [grad_output, mask_bytes, grad_input])
+    return grad_input
+
+
+def _layout_bounds(channels: _chunks.Channels, dtype: Any, scale: Any, zero_point: Any, qmin: int,
+                   qmax: int) -> tuple[Any, Any, Any]:
+    """scale, qmin − z, qmax − z prepared for the chunk kernels (numbers or per-row arrays of dtype)."""
+    lo = qmin - zero_point
+    hi = qmax - zero_point
+    return channels.prepare(scale, dtype), channels.prepare(lo, dtype), channels.prepare(hi, dtype)
+
+
+def _gpu_bounds(xp: Any, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> tuple[Any, Any, Any]:
+    """scale, qmin − z, qmax − z as arrays of x's dtype that broadcast against x."""
+    def arr(value: Any) -> Any:
+        return expand(xp.asarray(value, dtype=x.dtype), x.ndim, axis)
+
+    return arr(scale), arr(qmin - zero_point), arr(qmax - zero_point)
+
+
+class RoundSTE(Function):
+    """y = rint(x) (half to even);  dy/dx = 1 (straight through).
+
+    Reference for gradient checks: the identity function."""
+
+    def forward(self, x: Any) -> Any:
+        return self.xp.rint(x)
+
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output
+
+
+# ---------------------------------------------------------------- public functions
+def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qmax: Any,
+                     axis: Any) -> tuple[int, int, int | None]:
+    """The checks every affine quantizer makes: x a float Tensor, qmin < qmax, scale > 0, an
+    integer zero point, per-channel shapes matching x along axis. Returns (qmin, qmax, axis)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point input, got dtype {x.dtype}")
+    qmin, qmax = check_qrange(op, qmin, qmax)
+    axis = check_axis(op, x, axis)
+    check_param(op, "scale", scale, x, axis, positive=True)
+    check_param(op, "zero_point", zero_point, x, axis)
+    if isinstance(zero_point, Tensor):
+        values = zero_point.data
+        if zero_point.device == "cpu" and values.dtype.kind == "f" and not bool((values == _numpy.rint(values)).all()):
+            raise ValueError(f"{op}: zero_point must hold integers, got {values.tolist()}")
+    elif not (math.isfinite(zero_point) and float(zero_point).is_integer()):
+        raise ValueError(f"{op}: zero_point must be an integer, got {zero_point!r}")
+    return qmin, qmax, axis
+
+
+def fake_quant(x: Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None = None) -> Tensor:
+    """Fake quantization, PyTorch's fake_quantize_per_tensor_affine / _per_channel_affine:
+    x̂ = (clamp(rint(x/s) + z, qmin, qmax) − z)·s, rounding half to even.
+
+    scale (> 0) and zero_point (integers) are numbers or Tensors of one element, or, with `axis`,
+    of one element per channel of x along axis. Backward: the upstream gradient where
+    qmin <= rint(x/s) + z <= qmax, else 0; scale and zero_point get no gradient."""
+    qmin, qmax, axis = check_quant_args("fake_quant", x, scale, zero_point, qmin, qmax, axis)
+    return FakeQuant.apply(x, scale, zero_point, qmin, qmax, axis)
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """rint(x) (half to even) with the straight-through gradient: dx = upstream gradient."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"round_ste: expected a Tensor input, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"round_ste: expected a floating point input, got dtype {x.dtype}")
+    return RoundSTE.apply(x)
+
+
+# ---------------------------------------------------------------- gradient specs
+def broadcast_param(value: Any, x: Tensor, axis: int | None) -> Any:
+    """A scale / zero point (number or Tensor) shaped to broadcast against x in a reference function."""
+    if not isinstance(value, Tensor) or axis is None or value.data.size == 1:
+        return value if not isinstance(value, Tensor) else value.reshape(())
+    shape = [1] * x.ndim
+    shape[axis] = value.data.size
+    return value.reshape(tuple(shape))
+
+
+def fake_quant_reference(x: Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None = None) -> Tensor:
+    """(clamp(x/s + z, qmin − ½, qmax + ½) − z)·s: the rounding frozen out (it equals x inside the
+    range); its derivative in x is fake_quant's mask, away from the ties at half-integer codes."""
+    s, z = broadcast_param(scale, x, axis), broadcast_param(zero_point, x, axis)
+    return (clamp(x / s + z, qmin - 0.5, qmax + 0.5) - z) * s
+
+
+def sample_quant_args(d: Draw, learnable_scale: bool = False) -> tuple[Any, ...]:
+    """(x, scale, zero_point, qmin, qmax, axis) for a quantizer spec, with x/s + z at least 0.05 from
+    every integer and half-integer code near the range (rounding ties, clamp kinks, DSQ's floor)."""
+    shape = d.shape(min_dims=0, max_dims=3, min_side=0)
+    bits = d.integers(1, 4)
+    signed = d.boolean()
+    qmin, qmax = qrange(bits, signed)
+    axis = d.integers(-len(shape), len(shape) - 1) if shape and d.boolean() else None
+    channels = 1 if axis is None else shape[axis]
+    if axis is None and not d.boolean():
+        scales, zeros = [d.floats(0.2, 0.5)], [d.integers(qmin, qmax)]
+        scale: Any = scales[0]
+        zero_point: Any = zeros[0]
+    else:
+        scale = d.tensor((channels,) if axis is not None else (), low=0.2, high=0.5, requires_grad=learnable_scale)
+        zero_point = d.tensor((channels,) if axis is not None else (), low=qmin, high=qmax + 0.99,
+                              requires_grad=False, dtype="int64")
+        if d.boolean():  # float zero points holding integers are accepted too
+            zero_point = Tensor(zero_point.data.astype(backend.float64))
+        scales = backend.asnumpy(scale.data).reshape(-1).tolist()
+        zeros = _numpy.floor(backend.asnumpy(zero_point.data)).reshape(-1).tolist()
+    avoid = [(k / 2 - z) * s for s, z in zip(scales, zeros) for k in range(2 * qmin - 5, 2 * qmax + 6)]
+    low = min((qmin - 2.5 - z) * s for s, z in zip(scales, zeros)) if scales else -1.0
+    high = max((qmax + 2.5 - z) * s for s, z in zip(scales, zeros)) if scales else 1.0
+    x = d.tensor(shape, low=low, high=high, avoid=avoid, margin=0.05 * min(scales, default=1.0))
+    return x, scale, zero_point, qmin, qmax, axis
+
+
+register_spec(FakeQuant, sample=sample_quant_args, call=fake_quant, reference=fake_quant_reference,
+              note="straight-through: checked against the clamp with the rounding frozen (fake_quant_reference)")
+register_spec(RoundSTE, sample=lambda d: (d.tensor(d.shape(min_side=0), avoid=[k / 2 for k in range(-5, 6)], margin=0.05),),
+              call=round_ste, reference=lambda x: x * 1.0, note="straight-through: the reference is the identity")

@@ -1,0 +1,217 @@
+"""Quant-Noise (Fan et al. 2020): quantize a random fraction p of a weight's blocks in each training step.
+
+    w̃ = w + stopgrad(M ⊙ (q(w) − w)),   q(w) = fake_quant(w, s, z, qmin, qmax),   dw = g (identity)
+
+computed as a select, so a noised element is q(w) bit for bit (also outside the clip range, where
+it is the clipped value) and the others are w bit for bit. M ~ Bernoulli(p) per block: for a weight
+of 2 or more dims a block is `block_size` consecutive entries along dim 1 with all trailing dims
+(Linear (O, I): runs of in-features; Conv (O, I, kh, kw): block_size in-channels with their whole
+kernels), the mask grid being (O, I // block_size); for fewer dims a block is one element. In eval
+mode (training=False) every element takes q(w). (s, z) come from the min/max of w (per tensor, the
+range including 0, as the observers compute them) over the b-bit range qrange(bits, signed), unless
+given. The weight is never written: the output is a new array. Unlike fairseq's version, the bits
+given are the bits used and a noised out-of-range weight is its clipped q(w), not a mirrored value.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .. import backend
+from ..core import Function, Tensor
+from ..specs import Draw, register_spec
+from ._chunks import CHUNK, contiguous, elementwise
+from ._qparams import check_bits, minmax_qparams, qrange
+from .fake_quant import check_quant_args
+
+__all__ = ["quant_noise", "quant_noise_mask"]
+
+_cpu = backend.array_module("cpu")
+_DRAW_LEVELS = 1 << 16  # CPU mask draws: uniform 16-bit integers
+
+_CUDA_NOISE = ("T w, T s, T lo, T hi, bool m", "T y",
+               "if (m) { T code = rint(w / s); y = (code < lo ? lo : (code > hi ? hi : code)) * s; } else { y = w; }",
+               "minigrad_q_quant_noise")
+_CUDA_QUANT = ("T w, T s, T lo, T hi", "T y", "T code = rint(w / s); y = (code < lo ? lo : (code > hi ? hi : code)) * s;",
+               "minigrad_q_quant_noise_eval")
+
+
+class QuantNoise(Function):
+    """y = q(w) where the block's mask is set (everywhere when mask is None), else w, with
+    q(w) = clamp(rint(w/s), qmin − z, qmax − z)·s (= fake_quant's forward, the same operations);  dw = g.
+
+    The mask is a bool grid with one entry per row of w viewed as (mask.size, w.size // mask.size)."""
+
+    def forward(self, w: Any, scale: Any, lo: Any, hi: Any, mask: Any) -> Any:
+        xp = self.xp
+        if w.size == 0:
+            return w.copy()
+        if xp is not _cpu:
+            s, lo, hi = (xp.asarray(v, dtype=w.dtype) for v in (scale, lo, hi))
+            if mask is None:
+                return backend.elementwise_kernel(*_CUDA_QUANT)(w, s, lo, hi)
+            rows = mask.size
+            y = backend.elementwise_kernel(*_CUDA_NOISE)(w.reshape(rows, -1), s, lo, hi, mask.reshape(rows, 1))
+            return y.reshape(w.shape)
+        w = contiguous(w)
+        y = _cpu.empty_like(w)
+        s, lo, hi = (_cpu.asarray(v, dtype=w.dtype)[()] for v in (scale, lo, hi))
+        if mask is None:
+            elementwise(lambda rows, w, y: _quantize(w, s, lo, hi, y), [w, y])
+            return y
+        row_size = w.size // mask.size
+        mask_rows = mask.reshape(-1, 1)
+        if row_size == 1:  # one element per block: select on the bit patterns, exact and branch-free
+            words, mask_bytes = _cpu.dtype(f"u{w.dtype.itemsize}"), mask_rows.view(_cpu.uint8)
+
+            def kernel(rows: slice, w: Any, y: Any, q: Any) -> None:
+                _quantize(w, s, lo, hi, q)
+                q_words, w_words = q.view(words), w.view(words)
+                _cpu.bitwise_xor(q_words, w_words, out=q_words)
+                _cpu.multiply(q_words, mask_bytes[rows], out=q_words)  # (q ^ w)·m: 0 where not noised
+                _cpu.bitwise_xor(q_words, w_words, out=y.view(words))  # y = w ^ ((q ^ w)·m)
+        else:  # whole blocks: copy w, then the noised blocks' bytes of q (one masked copy per block)
+            block = _cpu.dtype(f"V{row_size * w.dtype.itemsize}")
+
+            def kernel(rows: slice, w: Any, y: Any, q: Any) -> None:
+                _quantize(w, s, lo, hi, q)
+                _cpu.copyto(y, w)
+                _cpu.copyto(y.view(block), q.view(block), where=mask_rows[rows])
+
+        elementwise(kernel, [w, y], row_size=row_size, scratch=1)
+        return y
+
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output
+
+
+def _quantize(w: Any, s: Any, lo: Any, hi: Any, out: Any) -> Any:
+    """out = clamp(rint(w/s), lo, hi)·s: fake_quant's CPU operations, in the same order (bit-identical)."""
+    _cpu.divide(w, s, out=out)
+    _cpu.rint(out, out=out)
+    _cpu.clip(out, lo, hi, out=out)
+    _cpu.multiply(out, s, out=out)
+    return out
+
+
+# ---------------------------------------------------------------- public functions
+def _mask_shape(op: str, shape: tuple[int, ...], block_size: Any) -> tuple[int, ...]:
+    """The block grid of a weight of `shape`: (O, I // block_size) for 2 or more dims, else `shape`."""
+    if isinstance(block_size, bool):
+        raise TypeError(f"{op}: block_size must be an int, got bool {block_size!r}")
+    try:
+        block_size = operator.index(block_size)
+    except TypeError:
+        raise TypeError(f"{op}: block_size must be an int, got {type(block_size).__name__} {block_size!r}") from None
+    if block_size < 1:
+        raise ValueError(f"{op}: block_size must be positive, got {block_size}")
+    if len(shape) < 2:
+        if block_size != 1:
+            raise ValueError(f"{op}: a weight of shape {shape} ({len(shape)} dims) has no in-feature dim; "
+                             f"blocks need 2 or more dims, so block_size must be 1, got {block_size}")
+        return shape
+    if shape[1] % block_size:
+        raise ValueError(f"{op}: block_size {block_size} does not divide dim 1 (in-features / in-channels) "
+                         f"of size {shape[1]} of the weight {shape}")
+    return (shape[0], shape[1] // block_size)
+
+
+def _check_p(op: str, p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"{op}: noise probability p must be a number between 0 and 1, got {p!r}")
+    return float(p)
+
+
+def quant_noise_mask(shape: Any, p: float, block_size: int = 1, device: Any = "cpu") -> Tensor:
+    """The Bernoulli(p) block mask for a weight of `shape` (bool Tensor; True = quantized), drawn from
+    the device's generator (backend.generator, seeded by mq.manual_seed): shape (O, I // block_size)
+    for 2 or more dims, `shape` itself otherwise. On the CPU a block is noised where a uniform 16-bit
+    draw is below round(p·2^16) (p to 2^-16, at half the cost of a float draw); on a GPU where a uniform
+    float32 draw is below p."""
+    shape = tuple(operator.index(side) for side in shape)
+    grid = _mask_shape("quant_noise_mask", shape, block_size)
+    p = _check_p("quant_noise_mask", p)
+    device = backend.parse_device(device)
+    generator = backend.generator(device)
+    if device != "cpu":
+        return Tensor(generator.random(grid, dtype=backend.float32) < p)
+    threshold = round(p * _DRAW_LEVELS)
+    if threshold >= _DRAW_LEVELS:
+        return Tensor(_cpu.ones(grid, dtype=bool))
+    mask = _cpu.empty(grid, dtype=bool)
+    flat = mask.reshape(-1)
+    for start in range(0, flat.size, CHUNK):  # cache-sized draws, no grid-sized temporary
+        draw = generator.integers(0, _DRAW_LEVELS, min(CHUNK, flat.size - start), dtype=_cpu.uint16)
+        _cpu.less(draw, _cpu.uint16(threshold), out=flat[start:start + draw.size])
+    return Tensor(mask)
+
+
+def _min_max(xp: Any, w: Any) -> tuple[Any, Any]:
+    """(min, max) of w as 0-d arrays of its dtype, in one chunked pass on the CPU."""
+    if xp is not _cpu:
+        return w.min(), w.max()
+    w = contiguous(w)
+    parts = elementwise(lambda rows, chunk: (chunk.min(), chunk.max()), [w])
+    return _cpu.asarray(min(lo for lo, _ in parts), dtype=w.dtype), _cpu.asarray(max(hi for _, hi in parts), dtype=w.dtype)
+
+
+def quant_noise(w: Tensor, p: float, bits: int, block_size: int = 1, mask: Tensor | None = None, training: bool = True,
+                scale: Any = None, zero_point: Any = None, signed: bool = False) -> Tensor:
+    """Quant-Noise: in training, each block of w takes q(w) with probability p (or where `mask`, a bool
+    block grid as quant_noise_mask gives, is True) and keeps w elsewhere; in eval every element takes q(w).
+    q(w) = fake_quant(w, s, z, *qrange(bits, signed)) with (s, z) from w's min/max unless `scale` (and
+    `zero_point`, default 0) are given. Backward: the identity (q(w) − w is a constant). p = 0 in training
+    returns w itself. w is never modified."""
+    op = "quant_noise"
+    if not isinstance(w, Tensor):
+        raise TypeError(f"{op}: expected a Tensor weight, got {type(w).__name__}")
+    p = _check_p(op, p)
+    qmin, qmax = qrange(check_bits(op, bits), signed=bool(signed))
+    grid = _mask_shape(op, tuple(w.shape), block_size)
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != backend.bool_:
+            given = f"a {mask.dtype} Tensor" if isinstance(mask, Tensor) else type(mask).__name__
+            raise TypeError(f"{op}: mask must be a bool Tensor (True = quantized), got {given}")
+        if tuple(mask.shape) != grid:
+            raise ValueError(f"{op}: mask must have the block-grid shape {grid} for a weight {tuple(w.shape)} with "
+                             f"block_size {block_size}, got {tuple(mask.shape)}")
+        if mask.device != w.device:
+            raise RuntimeError(f"{op}: mask is on {mask.device} but the weight is on {w.device}")
+    if scale is None and zero_point is not None:
+        raise ValueError(f"{op}: zero_point={zero_point!r} was given without a scale; give both, or neither "
+                         "(then both come from the weight's min/max)")
+    if scale is None:
+        if w.dtype.kind != "f":
+            raise TypeError(f"{op}: expected a floating point weight, got dtype {w.dtype}")
+        if w.data.size == 0:
+            scale, zero_point = 1.0, 0
+        else:
+            scale, zero_point = minmax_qparams(w.xp, *_min_max(w.xp, w.data), qmin, qmax)
+    else:
+        zero_point = 0 if zero_point is None else zero_point
+        check_quant_args(op, w, scale, zero_point, qmin, qmax, None)
+        scale, zero_point = (v.data if isinstance(v, Tensor) else v for v in (scale, zero_point))
+    lo, hi = qmin - zero_point, qmax - zero_point
+    if not training:
+        return QuantNoise.apply(w, scale, lo, hi, None)
+    if mask is None:
+        if p == 0:
+            return w
+        mask = None if p == 1 else quant_noise_mask(w.shape, p, block_size, w.device)
+    return QuantNoise.apply(w, scale, lo, hi, None if mask is None else mask.data)
+
+
+def _sample_quant_noise(d: Draw) -> tuple[Any, ...]:
+    shape = d.shape(min_dims=0, max_dims=4, min_side=0)
+    block_size = d.choice([b for b in (1, 2, 3) if b == 1 or (len(shape) >= 2 and shape[1] % b == 0)])
+    grid = _mask_shape("quant_noise", shape, block_size)
+    mask = d.tensor(grid, low=0.0, high=1.0, requires_grad=False) > 0.5
+    return d.tensor(shape), d.integers(1, 8), block_size, mask, d.boolean(), d.boolean()
+
+
+register_spec(QuantNoise, sample=_sample_quant_noise,
+              call=lambda w, bits, block_size, mask, training, signed: quant_noise(
+                  w, 0.5, bits, block_size, mask=mask, training=training, signed=signed),
+              reference=lambda w, *rest: w * 1.0,
+              note="the backward is the identity; the mask is drawn by the spec (no random draw inside)")
