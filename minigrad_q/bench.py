@@ -361,7 +361,7 @@ def write_markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
         f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",
-        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --markdown docs/benchmarks.md` "
+        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown docs/benchmarks.md` "
         "(add `--json PATH` for raw numbers).",
         "",
         "## Machine",

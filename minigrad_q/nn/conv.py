@@ -87,13 +87,21 @@ class Conv2d(Module):
         return ops.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
+        text = conv_repr(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, self.groups)
         if self.bias is None:
             text += ", bias=False"
         return text
+
+
+def conv_repr(in_channels: int, out_channels: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+              groups: int) -> str:
+    """torch's Conv2d repr text: the sizes, then padding, dilation and groups where not the defaults."""
+    text = f"{in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}"
+    if padding != (0, 0):
+        text += f", padding={padding}"
+    if dilation != (1, 1):
+        text += f", dilation={dilation}"
+    if groups != 1:
+        text += f", groups={groups}"
+    return text

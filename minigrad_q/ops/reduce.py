@@ -18,7 +18,7 @@ from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from . import _dims
 
-__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin"]
+__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "all", "any"]
 
 
 class MaxMin(NamedTuple):
@@ -295,3 +295,17 @@ register_spec(MaxDim, sample=lambda d: _dims.sample_reduction(d, distinct=True, 
               call=lambda x, dim, keepdim: max(x, dim, keepdim).values)
 register_spec(MinDim, sample=lambda d: _dims.sample_reduction(d, distinct=True, single=True),
               call=lambda x, dim, keepdim: min(x, dim, keepdim).values)
+
+
+def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """torch.all: a bool tensor, True where every element over `dim` (int or tuple; default every dim)
+    is nonzero. Not differentiable (the result never requires grad)."""
+    axes = _dims.axes("all", input, dim)
+    return Tensor(input.xp.asarray(input.data.all(axis=axes, keepdims=keepdim)))
+
+
+def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """torch.any: a bool tensor, True where some element over `dim` (int or tuple; default every dim)
+    is nonzero. Not differentiable (the result never requires grad)."""
+    axes = _dims.axes("any", input, dim)
+    return Tensor(input.xp.asarray(input.data.any(axis=axes, keepdims=keepdim)))

@@ -42,11 +42,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend
+from ..ops._workers import usable_cores
 
 __all__ = ["elementwise", "contiguous", "Channels", "CHUNK", "THREADS", "PARALLEL_MIN"]
 
@@ -58,19 +58,12 @@ MAX_THREADS = 2
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _thread_count(size: int, chunks: int) -> int:
     if THREADS is not None:
         return max(1, min(THREADS, chunks))
     if size < PARALLEL_MIN:
         return 1
-    return max(1, min(MAX_THREADS, _cores(), chunks))
+    return max(1, min(MAX_THREADS, usable_cores(), chunks))
 
 
 def _worker_pool() -> concurrent.futures.ThreadPoolExecutor:

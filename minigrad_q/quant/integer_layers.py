@@ -37,6 +37,7 @@ from .. import backend, nn, ops
 from ..core import Tensor
 from ..grad_mode import no_grad
 from ..nn._utils import pair
+from ..nn.conv import conv_repr
 from ..nn.module import Module
 
 __all__ = ["FLOAT_LAYERS", "QuantizeInput", "IntegerConv2d", "IntegerLinear", "IntegerMaxPool2d", "Requantize", "Dequantize"]
@@ -175,13 +176,8 @@ class IntegerConv2d(_IntegerAffine):
 
     def extra_repr(self) -> str:
         out_channels, group_channels, kh, kw = self.weight.shape
-        text = f"{group_channels * self.groups}, {out_channels}, kernel_size={(kh, kw)}, stride={self.stride}"
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
+        text = conv_repr(group_channels * self.groups, out_channels, (kh, kw), self.stride, self.padding,
+                         self.dilation, self.groups)
         return f"{text}, {self._describe()}"
 
 

@@ -60,11 +60,7 @@ class LSQ(Function):
 
         def kernel(rows: slice, x: Any, y: Any) -> None:
             s_rows, b_rows = layout.at(s, rows), layout.at(b, rows)
-            if b_rows is None:
-                _cpu.divide(x, s_rows, out=y)
-            else:
-                _cpu.subtract(x, b_rows, out=y)
-                y /= s_rows
+            _in_steps(x, s_rows, b_rows, out=y)
             _cpu.rint(y, out=y)
             _cpu.clip(y, qmin, qmax, out=y)
             y *= s_rows
@@ -96,11 +92,7 @@ class LSQ(Function):
         def kernel(rows: slice, g: Any, x: Any, *views: Any) -> tuple[Any, Any]:
             *dx_rows, v, code, clamped = views
             s_rows, b_rows = layout.at(s, rows), layout.at(b, rows)
-            if b_rows is None:
-                _cpu.divide(x, s_rows, out=v)
-            else:
-                _cpu.subtract(x, b_rows, out=v)
-                v /= s_rows
+            _in_steps(x, s_rows, b_rows, out=v)
             _cpu.rint(v, out=code)
             _cpu.clip(code, qmin, qmax, out=clamped)
             inside = _cpu.equal(code, clamped, out=code)  # 1.0 in range, 0.0 at the clips
@@ -123,6 +115,15 @@ class LSQ(Function):
         ds = layout.total([p[0] for p in parts]).reshape(step.shape) * self.grad_scale if need_step else None
         db = layout.total([p[1] for p in parts]).reshape(offset.shape) * self.grad_scale if need_offset else None
         return dx, ds, db
+
+
+def _in_steps(x: Any, s: Any, b: Any, out: Any) -> None:
+    """out = v = (x − β)/s on CPU chunks (β None: x/s)."""
+    if b is None:
+        _cpu.divide(x, s, out=out)
+    else:
+        _cpu.subtract(x, b, out=out)
+        out /= s
 
 
 def _device_param(xp: Any, value: Any, x: Any, axis: int | None) -> Any:

@@ -101,9 +101,14 @@ def _minmax_observer(quant_min: int, quant_max: int, symmetric: bool, averaging_
 class _Quantizer(Module):
     """Switches, the train-mode-only observation and the shared repr of every quantizer module."""
 
-    def __init__(self, bits: int, qmin: int, qmax: int, axis: int | None) -> None:
+    def __init__(self, bits: int, signed: bool, narrow: bool = False, axis: Any = None) -> None:
         super().__init__()
-        self.bits, self.qmin, self.qmax, self.axis = bits, qmin, qmax, axis
+        name = type(self).__name__
+        self.bits = check_bits(name, bits)
+        self.signed = _check_flag(name, "signed", signed)
+        self.narrow = _check_flag(name, "narrow", narrow)
+        self.qmin, self.qmax = qrange(bits, signed, narrow)
+        self.axis = _check_axis(name, axis)
         self.fake_quant_enabled = True
         self.observer_enabled = True
 
@@ -219,12 +224,8 @@ class FakeQuantize(_Quantizer):
     def __init__(self, bits: int = 8, signed: bool = True, narrow: bool = False, axis: int | None = None,
                  symmetric: bool | None = None, averaging_constant: float | None = 0.01, num_channels: int | None = None,
                  device: Any = None, dtype: Any = None) -> None:
-        name = type(self).__name__
-        check_bits(name, bits)
-        self.signed = _check_flag(name, "signed", signed)
-        self.narrow = _check_flag(name, "narrow", narrow)
-        qmin, qmax = qrange(bits, signed, narrow)
-        super().__init__(bits, qmin, qmax, _check_axis(name, axis))
+        super().__init__(bits, signed, narrow, axis)
+        name, qmin, qmax = type(self).__name__, self.qmin, self.qmax
         self.symmetric = signed if symmetric is None else _check_flag(name, "symmetric", symmetric)
         self.averaging_constant = averaging_constant
         self.observer = _minmax_observer(qmin, qmax, self.symmetric, averaging_constant, axis,
@@ -260,12 +261,8 @@ class DSQQuantizer(_Initialised):
                  learn_scale: bool = False, narrow: bool = False, symmetric: bool | None = None,
                  averaging_constant: float | None = 0.01, num_channels: int | None = None,
                  device: Any = None, dtype: Any = None) -> None:
-        name = type(self).__name__
-        check_bits(name, bits)
-        self.signed = _check_flag(name, "signed", signed)
-        self.narrow = _check_flag(name, "narrow", narrow)
-        qmin, qmax = qrange(bits, signed, narrow)
-        super().__init__(bits, qmin, qmax, _check_axis(name, axis))
+        super().__init__(bits, signed, narrow, axis)
+        name, qmin, qmax = type(self).__name__, self.qmin, self.qmax
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ValueError(f"{name}: alpha must lie in (0, 1), got {alpha!r}")
         self.learn_alpha = _check_flag(name, "learn_alpha", learn_alpha)
@@ -335,13 +332,10 @@ class LSQQuantizer(_Initialised):
     def __init__(self, bits: int, signed: bool, axis: int | None = None, offset: bool = False,
                  grad_scale: float | None = None, num_channels: int | None = None,
                  device: Any = None, dtype: Any = None) -> None:
-        name = type(self).__name__
-        check_bits(name, bits)
-        self.signed = _check_flag(name, "signed", signed)
-        qmin, qmax = qrange(bits, signed)
+        super().__init__(bits, signed, axis=axis)
+        name, qmax = type(self).__name__, self.qmax
         if qmax <= 0:
             raise ValueError(f"{name}: LSQ needs a positive level: signed {bits}-bit gives qmax = {qmax}")
-        super().__init__(bits, qmin, qmax, _check_axis(name, axis))
         self.use_offset = _check_flag(name, "offset", offset)
         self.grad_scale = grad_scale
         num_channels = _check_channels(name, num_channels, axis)
@@ -403,9 +397,8 @@ class PACTQuantizer(_Quantizer):
     The grid is scale α/(2^b − 1), zero point 0, range [0, 2^b − 1]."""
 
     def __init__(self, bits: int, alpha: float = 10.0, device: Any = None, dtype: Any = None) -> None:
+        super().__init__(bits, signed=False)
         name = type(self).__name__
-        check_bits(name, bits)
-        super().__init__(bits, 0, (1 << bits) - 1, None)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"{name}: alpha must be positive, got {alpha!r}")
         device = backend.parse_device(device)
@@ -436,15 +429,12 @@ class QuantNoiseQuantizer(_Quantizer):
 
     def __init__(self, bits: int, p: float = 0.5, block_size: int = 1, signed: bool = True,
                  device: Any = None, dtype: Any = None) -> None:
-        name = type(self).__name__
-        check_bits(name, bits)
+        super().__init__(bits, signed)
+        name, qmin, qmax = type(self).__name__, self.qmin, self.qmax
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"{name}: p must lie in [0, 1], got {p!r}")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"{name}: block_size must be a positive int, got {block_size!r}")
-        self.signed = _check_flag(name, "signed", signed)
-        qmin, qmax = qrange(bits, signed)
-        super().__init__(bits, qmin, qmax, None)
         self.p, self.block_size = float(p), block_size
         self.observer = MovingAverageMinMaxObserver(1.0, qmin, qmax, symmetric=False, device=device, dtype=dtype)
 

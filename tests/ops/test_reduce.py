@@ -267,3 +267,23 @@ def test_single_dim_ops_check_range(device):
 def test_reductions_refuse_non_tensors():
     with pytest.raises(TypeError, match="sum: expected a Tensor, got list"):
         mq.sum([1.0, 2.0])
+
+
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (0, False), (1, True), ((0, 1), False), (-1, False)])
+def test_all_and_any_match_numpy_and_record_no_graph(dim, keepdim):
+    data = np.array([[1.0, 0.0, 2.0], [3.0, 4.0, -1.0]])
+    x = mq.tensor(data, requires_grad=True)
+    axis = dim if dim is not None else None
+    for name in ("all", "any"):
+        result = getattr(x, name)(dim=dim, keepdim=keepdim)
+        expected = getattr(data, name)(axis=axis, keepdims=keepdim)
+        assert result.dtype == mq.bool_ and not result.requires_grad
+        np.testing.assert_array_equal(result.numpy(), expected)
+        np.testing.assert_array_equal(getattr(mq, name)(x, dim, keepdim).numpy(), expected)
+
+
+def test_all_and_any_reject_a_bad_dim():
+    with pytest.raises(IndexError, match="all: dimension 2 is out of range"):
+        mq.tensor([[1.0]]).all(dim=2)
+    with pytest.raises(IndexError, match="any: dimension -3 is out of range"):
+        mq.tensor([[1.0]]).any(dim=-3)
