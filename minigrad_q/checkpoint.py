@@ -138,7 +138,9 @@ def _to_device(value: Any, device: str) -> Any:
 
 
 def _host(array: Any) -> Any:
-    return _numpy.ascontiguousarray(backend.asnumpy(array))
+    """A C-contiguous NumPy copy or view of `array`, of its own shape (ascontiguousarray would make 0-d arrays 1-d)."""
+    host = backend.asnumpy(array)
+    return host if host.flags.c_contiguous else host.copy(order="C")
 
 
 def _digest(tensors: dict[str, Any]) -> str:

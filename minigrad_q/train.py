@@ -254,6 +254,12 @@ def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
     return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "correct": int(correct), "images": seen}
 
 
+def integer_model_path(checkpoint_path: str) -> str:
+    """Where --convert writes the integer model beside the checkpoint: run.safetensors -> run.int8.safetensors."""
+    stem = checkpoint_path[: -len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
+    return stem + ".int8.safetensors"
+
+
 def evaluate_integer(model: nn.Module, integer_model: Any, loader: Any) -> dict[str, float]:
     """The integer model's test accuracy, and how often its predicted class agrees with the
     fake-quant model's it was converted from."""
@@ -389,10 +395,17 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     if config.convert:
         from . import quant
 
-        integer = evaluate_integer(model, quant.convert(model), test_loader)
+        integer_model = quant.convert(model)
+        integer = evaluate_integer(model, integer_model, test_loader)
         summary.update(integer_test_accuracy=integer["accuracy"], integer_agreement=integer["agreement"])
+        saved = ""
+        if config.save:
+            summary["integer_model_path"] = integer_model_path(config.save)
+            integer_model.save(summary["integer_model_path"])
+            saved = f"; saved to {summary['integer_model_path']}"
         _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
-                     f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} of the test images")
+                     f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} "
+                     f"of the test images{saved}")
     _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
                  f"{_epochs(config.epochs)}; {wall:.1f} s in all, "
                  + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]

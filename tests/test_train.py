@@ -46,9 +46,14 @@ def test_the_same_seed_gives_the_same_run():
     assert first["test_accuracy"] == second["test_accuracy"]
 
 
-@pytest.mark.parametrize("optimizer, lr, schedule", [("sgd", 0.03, "cosine"), ("adam", 2e-3, "constant")])
-def test_resume_after_epoch_k_gives_bit_identical_weights(tmp_path, optimizer, lr, schedule):
-    settings = dict(QUICK, epochs=3, optimizer=optimizer, lr=lr, schedule=schedule)
+@pytest.mark.parametrize(
+    "optimizer, lr, schedule, quant",
+    [("sgd", 0.03, "cosine", {}), ("adam", 2e-3, "constant", {}),
+     ("sgd", 0.03, "cosine", {"quant": "lsq"}), ("sgd", 0.03, "cosine", {"quant": "dsq", "learn_alpha": True}),
+     ("sgd", 0.03, "cosine", {"quant": "qnoise"})],
+)
+def test_resume_after_epoch_k_gives_bit_identical_weights(tmp_path, optimizer, lr, schedule, quant):
+    settings = dict(QUICK, epochs=3, optimizer=optimizer, lr=lr, schedule=schedule, **quant)
     train(**settings, save=str(tmp_path / "straight.safetensors"))
 
     def crash_after_first_epoch(epoch, record):
@@ -97,6 +102,12 @@ def test_resume_from_a_corrupted_checkpoint_is_a_clear_error(tmp_path):
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"resume": "/no/such/run.safetensors"}, "checkpoint /no/such/run.safetensors to resume from does not exist"),
         ({"save": "/no/such/folder/run.safetensors"}, "cannot write /no/such/folder/run.safetensors: its folder does not exist"),
+        ({"quant": "binary"}, "unknown quantization method 'binary'; expected one of: ste, dsq, lsq, qnoise, pact"),
+        ({"convert": True}, "convert needs a quantized model"),
+        ({"quant": "ste", "wbits": 0}, "wbits must be an integer from 1 to 8, got 0"),
+        ({"quant": "ste", "abits": 9}, "abits must be an integer from 1 to 8, got 9"),
+        ({"quant": "qnoise", "qnoise_p": 1.5}, r"qnoise-p must be in \[0, 1\], got 1.5"),
+        ({"quant": "dsq", "dsq_alpha": 1.0}, r"dsq-alpha must be in \(0, 1\), got 1.0"),
     ],
 )
 def test_bad_settings_are_clear_errors(settings, message):
@@ -135,6 +146,21 @@ def test_train_command_resume_takes_the_checkpoint_settings(capsys, tmp_path):
     assert "(128 train / 360 test images" in out and "sgd lr 0.05 (constant)" in out
     assert "epoch 1/2" not in out and "epoch 2/2" in out
     assert checkpoint.load(path).epoch == 2
+
+
+def test_quantized_training_converts_and_saves_the_integer_model(capsys, tmp_path):
+    from minigrad_q import quant
+
+    path = tmp_path / "run.safetensors"
+    code, out, err = run_main(capsys, "train", "--quant", "lsq", "--wbits", "4", "--abits", "4", "--convert",
+                              "--epochs", "1", "--train-size", "128", "--save", str(path))
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("training lenet5 quantized W4A4 with lsq")
+    line = next(line for line in out.splitlines() if line.startswith("integer model: test accuracy "))
+    assert "predictions agree on " in line and f"saved to {tmp_path / 'run.int8.safetensors'}" in line
+    integer_model = quant.load_integer_model(tmp_path / "run.int8.safetensors")
+    assert isinstance(integer_model, quant.IntegerModel)
+    assert checkpoint.load(str(path)).config["quant"] == "lsq"
 
 
 @pytest.mark.parametrize(
