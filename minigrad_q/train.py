@@ -400,9 +400,10 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         summary.update(integer_test_accuracy=integer["accuracy"], integer_agreement=integer["agreement"])
         saved = ""
         if config.save:
-            summary["integer_model_path"] = integer_model_path(config.save)
-            integer_model.save(summary["integer_model_path"])
-            saved = f"; saved to {summary['integer_model_path']}"
+            path = integer_model_path(config.save)
+            integer_model.save(path)
+            summary["integer_model_path"] = path
+            saved = f"; saved to {path}"
         _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
                      f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} "
                      f"of the test images{saved}")
