@@ -18,7 +18,7 @@ import statistics
 import time
 
 from minigrad_q import data
-from minigrad_q.train import QUANT_METHODS, TrainConfig, train
+from minigrad_q.train import QUANT_METHODS, TrainConfig, TrainingDiverged, train
 
 BITS = (8, 4, 2)
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "results.md")
@@ -27,15 +27,22 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir
 def run(dataset: str, method, bits, seed: int, settings: dict) -> dict:
     """One training run; method None is float32."""
     quant = {} if method is None else {"quant": method, "wbits": bits, "abits": bits, "convert": True}
-    summary = train(TrainConfig(dataset=dataset, seed=seed, verbose=False, progress=False, **settings, **quant))
+    try:
+        summary = train(TrainConfig(dataset=dataset, seed=seed, verbose=False, progress=False, **settings, **quant))
+    except TrainingDiverged:
+        return {"accuracy": None, "integer": None, "agreement": None, "seconds": None}
     return {"accuracy": summary["test_accuracy"], "integer": summary.get("integer_test_accuracy"),
             "agreement": summary.get("integer_agreement"), "seconds": summary["wall_time_s"]}
 
 
 def mean_std(values) -> str:
-    values = [100 * v for v in values]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+    """Mean ± standard deviation in percent over the runs that did not diverge (None), which are counted."""
+    finite = [100 * v for v in values if v is not None]
+    diverged = f" ({len(values) - len(finite)} of {len(values)} diverged)" if len(finite) < len(values) else ""
+    if not finite:
+        return "diverged" + diverged
+    spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return f"{statistics.mean(finite):.2f} ± {spread:.2f}{diverged}"
 
 
 def sweep(dataset: str, seeds: int, settings: dict) -> list[list[str]]:
@@ -49,8 +56,10 @@ def sweep(dataset: str, seeds: int, settings: dict) -> list[list[str]]:
             if method is None:
                 row += ["—", "—"]
             else:
-                row += [mean_std([r["integer"] for r in runs]), f"{100 * min(r['agreement'] for r in runs):.2f}"]
-            row.append(f"{statistics.mean(r['seconds'] for r in runs):.1f}")
+                agreements = [r["agreement"] for r in runs if r["agreement"] is not None]
+                row += [mean_std([r["integer"] for r in runs]), f"{100 * min(agreements):.2f}" if agreements else "—"]
+            seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
+            row.append(f"{statistics.mean(seconds):.1f}" if seconds else "—")
             rows.append(row)
             print(" | ".join(row), flush=True)
     return rows

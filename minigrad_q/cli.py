@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__, backend
+from . import __version__, backend, cli_inspect
 
 
 class UsageError(Exception):
@@ -186,12 +186,12 @@ def train_config(args: argparse.Namespace) -> Any:
 
 def run_train(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
-    from .train import ConfigError, train
+    from .train import ConfigError, TrainingDiverged, train
 
     config = train_config(args)
     try:
         train(config)
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, TrainingDiverged) as error:
         raise UsageError(f"train: {error}") from None
     except OSError as error:
         raise UsageError(f"train: {error.filename or ''}: {error.strerror or error}") from None
@@ -199,7 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- bench
-BENCH_MODES = ("overhead", "conv", "lenet", "toycnn", "rss", "quant")
+BENCH_MODES = ("overhead", "conv", "lenet", "toycnn", "rss", "quant", "profile")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -220,6 +220,14 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"bench: --rss-steps must be at least 1, got {args.rss_steps}")
     if args.quant_size < 1:
         raise UsageError(f"bench: --quant-size must be at least 1, got {args.quant_size}")
+    if "profile" in modes:
+        from .inspect import profile_step
+
+        print(f"where one LeNet-5 training step (batch 128, 1x28x28, SGD) spends its time on {device}:")
+        print(profile_step("lenet5", device=device).table(by="op") + "\n")
+        modes.remove("profile")
+        if not modes:
+            return 0
     results = bench.run([mode for mode in modes if mode != "quant"], device=device, repeat=args.repeat,
                         threads=args.threads, large_size=args.large_size, rss_steps=args.rss_steps)
     if "quant" in modes:
@@ -304,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--toycnn", action="store_true", help="toy CNN training step, 3x32x32, batch 64")
     modes.add_argument("--rss", action="store_true", help="peak RSS over a 200-step LeNet-5 run (fresh process)")
     modes.add_argument("--quant", action="store_true", help="quantizers forward+backward, 16M elements, vs torch and a copy")
+    modes.add_argument("--profile", action="store_true", help="time per op type of one LeNet-5 training step (the tape)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     bench.add_argument("--repeat", type=int, default=7, help="timed runs per case; the median is reported (default 7)")
     bench.add_argument("--threads", type=int, help="PyTorch intra-op threads for the matched run (default: 1 for "
@@ -314,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (docs/benchmarks.md)")
     bench.set_defaults(run=run_bench)
+    cli_inspect.add_commands(commands)
     return parser
 
 
@@ -325,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args))
-    except UsageError as error:
+    except (UsageError, cli_inspect.InspectError) as error:
         print(f"minigrad-q: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend
+from . import backend, core
 from .core import Function, Tensor, _check_finite
 from .grad_mode import set_grad_enabled, state
 
@@ -68,6 +68,7 @@ def topological_order(root: Function) -> list[Function]:
 def _run(root: Function, index: int, grad: Any, retain_graph: bool) -> None:
     pending: dict[Function, list[Any]] = {root: [None] * len(root.output_meta)}
     pending[root][index] = grad
+    recorder = core.recorder  # inspect.record(): times each node's backward, takes gradient statistics
     for node in topological_order(root):
         grads = pending.pop(node, None)
         if grads is None:
@@ -83,7 +84,7 @@ def _run(root: Function, index: int, grad: Any, retain_graph: bool) -> None:
                 grads[i] = node.xp.zeros(shape, dtype=dtype)
         if node.output_hooks or node.retained_outputs:
             _output_hooks(node, grads)
-        input_grads = node.backward(*grads)
+        input_grads = node.backward(*grads) if recorder is None else recorder.backward(node, grads)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if state.anomaly:

@@ -39,7 +39,7 @@ from .grad_mode import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
 
-__all__ = ["TrainConfig", "ConfigError", "train", "evaluate", "RUN_FIELDS"]
+__all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "RUN_FIELDS"]
 
 OPTIMIZERS = ("sgd", "adam")
 # settings that define the run: a resumed run must use the checkpoint's values
@@ -53,6 +53,19 @@ QUANT_METHODS = {"ste": ("ste", "ste"), "dsq": ("dsq", "dsq"), "lsq": ("lsq", "l
 
 class ConfigError(ValueError):
     """A training setting that cannot work (unknown name, missing folder, bad number)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or inf."""
+
+
+def _diverged(description: str, step: int) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged in {description or 'this epoch'} by step {step}: the loss or the weights "
+                            "became NaN or inf; try a lower learning rate")
+
+
+def _finite_weights(model: nn.Module) -> bool:
+    return all(backend.is_finite_all(parameter.data) for parameter in model.parameters())
 
 
 @dataclass
@@ -197,17 +210,27 @@ def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
 
 # ---------------------------------------------------------------- one epoch
 def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: str = "", log_every: int = 10,
-                    progress: bool | None = None, label_smoothing: float = 0.0) -> dict[str, float]:
-    """One pass over `loader`; returns mean loss, accuracy, images, seconds, images/s."""
+                    progress: bool | None = None, label_smoothing: float = 0.0) -> dict[str, Any]:
+    """One pass over `loader`; returns mean loss, accuracy, images, seconds, images/s, and each
+    parameter's gradient norm averaged over the steps where the bar refreshes (every `log_every`
+    steps and the last one)."""
     model.train()
+    parameters = list(model.named_parameters())
     xp: Any = None
     loss_sum: Any = None
     correct: Any = None
+    norm_sums: dict[str, Any] = {}  # on the device, read once at the end
+    norm_steps = 0
     seen = 0
     start = time.perf_counter()
     with _progress_bar(len(loader), description, progress) as bar:
         for step, (images, labels) in enumerate(loader, 1):
-            logits = model(images)
+            try:
+                logits = model(images)
+            except ValueError:  # e.g. a quantizer's grid observed from NaN weights or activations
+                if _finite_weights(model):
+                    raise
+                raise _diverged(description, step) from None
             loss = cross_entropy(logits, labels, label_smoothing=label_smoothing)
             optimizer.zero_grad()
             loss.backward()
@@ -221,17 +244,26 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
             loss_sum += loss.data * batch
             correct += (logits.data.argmax(axis=1) == labels.data).sum()
             bar.update(1)
+            if step % log_every == 0 or step == len(loader):
+                norm_steps += 1
+                for name, parameter in parameters:
+                    if parameter.grad is not None:
+                        norm = xp.linalg.norm(parameter.grad.data.reshape(-1))
+                        norm_sums[name] = norm_sums[name] + norm if name in norm_sums else norm
             if not bar.disable and (step % log_every == 0 or step == len(loader)):
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.2%}",
                                 img_s=f"{seen / elapsed:.0f}", refresh=False)
     seconds = time.perf_counter() - start
+    if seen and not backend.is_finite_all(loss_sum):
+        raise _diverged(description, len(loader))
     return {
         "loss": float(loss_sum) / max(seen, 1) if seen else float("nan"),
         "accuracy": float(correct) / seen if seen else float("nan"),
         "images": seen,
         "seconds": seconds,
         "images_per_s": seen / seconds if seconds > 0 else float("nan"),
+        "grad_norms": {name: float(total) / norm_steps for name, total in norm_sums.items()},
     }
 
 
@@ -357,7 +389,7 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         record = {
             "epoch": epoch, "train_loss": trained["loss"], "train_accuracy": trained["accuracy"],
             "test_loss": tested["loss"], "test_accuracy": tested["accuracy"],
-            "seconds": trained["seconds"], "images_per_s": trained["images_per_s"],
+            "seconds": trained["seconds"], "images_per_s": trained["images_per_s"], "grad_norms": trained["grad_norms"],
         }
         history.append(record)
         _say(config, f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  "

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import minigrad_q as mq
 from minigrad_q import checkpoint, cli
 from minigrad_q.train import ConfigError, TrainConfig, train
 
@@ -133,6 +134,9 @@ def test_train_command_runs_and_writes_json(capsys, tmp_path):
     summary = json.loads(path.read_text())
     assert summary["config"]["epochs"] == 2 and summary["config"]["model"] == "lenet5"
     assert 0 <= summary["test_accuracy"] <= 1 and len(summary["history"]) == 2
+    norms = summary["history"][-1]["grad_norms"]
+    assert list(norms) == [name for name, _ in mq.models.lenet5(input_size=8).named_parameters()]
+    assert all(value > 0 for value in norms.values())
 
 
 def test_train_command_resume_takes_the_checkpoint_settings(capsys, tmp_path):
@@ -187,3 +191,13 @@ def test_train_command_with_a_damaged_checkpoint(capsys, tmp_path):
     code, out, err = run_main(capsys, "train", "--resume", str(path))
     assert code == 2 and out == ""
     assert f"checkpoint {path} is corrupted or not a minigrad_q checkpoint" in err
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow warnings on the way to NaN
+@pytest.mark.parametrize("quant", [{}, {"quant": "ste", "wbits": 2, "abits": 2}])
+def test_a_diverging_run_stops_with_a_clear_error(quant):
+    from minigrad_q.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="training diverged in epoch 1/2 by step .*: the loss or the weights "
+                                               "became NaN or inf; try a lower learning rate"):
+        train(TrainConfig(**dict(QUICK, lr=1e6, **quant)))

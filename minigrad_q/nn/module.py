@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .. import backend
+from .. import core as _core
 from ..core import RemovableHandle, Tensor
-from ..grad_mode import no_grad
+from ..grad_mode import is_grad_enabled, no_grad
+from ._backward_hook import BackwardHook
 from .parameter import Parameter
 
 __all__ = ["Module", "Parameter"]
@@ -55,7 +57,8 @@ class Module:
 
     Assign Parameters, submodules and (with ``register_buffer``) Tensors as
     attributes in ``__init__`` after calling ``super().__init__()``; calling the
-    module runs its forward pre-hooks, ``forward`` and forward hooks.
+    module runs its forward pre-hooks, ``forward`` and forward hooks (and sets up
+    its full backward hooks).
     """
 
     training: bool
@@ -69,20 +72,39 @@ class Module:
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_forward_pre_hooks", [])
         object.__setattr__(self, "_forward_hooks", [])
+        object.__setattr__(self, "_backward_hooks", [])
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not (self._forward_pre_hooks or self._forward_hooks):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks) and _core.recorder is None:
             return self.forward(*args, **kwargs)
+        recorder = _core.recorder
+        if recorder is not None:  # inside inspect.record(): ops name the module path they ran under
+            recorder.enter_module(self)
+        try:
+            return self._call_with_hooks(args, kwargs)
+        finally:
+            if recorder is not None:
+                recorder.exit_module()
+
+    def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Forward pre-hooks, backward-hook wrapping of the inputs, forward, forward hooks,
+        backward-hook wrapping of the outputs: torch's order."""
         for hook in tuple(self._forward_pre_hooks):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
+        backward_hook = None
+        if self._backward_hooks and is_grad_enabled():
+            backward_hook = BackwardHook(self, self._backward_hooks, args)
+            args = backward_hook.wrap_inputs(args)
         output = self.forward(*args, **kwargs)
         for hook in tuple(self._forward_hooks):
             result = hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_hook is not None:
+            output = backward_hook.wrap_outputs(output)
         return output
 
     def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
@@ -94,6 +116,17 @@ class Module:
         """``hook(module, args, output)`` runs after forward; a returned value replaces the output."""
         self._forward_hooks.append(hook)
         return RemovableHandle(self._forward_hooks, hook)
+
+    def register_full_backward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs once per backward through a call of this module.
+
+        grad_input / grad_output: tuples with the gradient (a Tensor, or None) of each
+        positional input / each output of the call; a returned tuple replaces grad_input.
+        Only calls made while grad mode is on and after registering are hooked (see
+        nn/_backward_hook.py for how: identity Functions around the inputs and outputs).
+        """
+        self._backward_hooks.append(hook)
+        return RemovableHandle(self._backward_hooks, hook)
 
     # ------------------------------------------------------------ registration
     def register_parameter(self, name: str, param: Parameter | None) -> None:

@@ -10,8 +10,8 @@ folds it into the int32 accumulator).
 
 | method | weights (signed, per channel along axis 0 with ``per_channel``) | activations (layer inputs) |
 |---|---|---|
-| ste | FakeQuantize, symmetric, min/max of the current weight | FakeQuantize, affine, moving-average min/max |
-| dsq | DSQQuantizer, symmetric, alpha 0.2 (learned) | DSQQuantizer, affine, moving-average min/max |
+| ste | FakeQuantize, symmetric narrow range, min/max of the current weight | FakeQuantize, affine, moving-average min/max |
+| dsq | DSQQuantizer, symmetric narrow range, alpha 0.2 (learned) | DSQQuantizer, affine, moving-average min/max |
 | lsq | LSQQuantizer, step from 2·mean(abs(w))/sqrt(Qp) | LSQQuantizer, step from the first batch |
 | qnoise | QuantNoiseQuantizer, per-tensor affine (as the paper) | — |
 | pact | — | PACTQuantizer, alpha 4 (see below) |
@@ -97,6 +97,7 @@ def _from_float(cls: type, float_type: type, module: Any, weight_quant: Module |
     layer._modules.update(source._modules)
     layer._forward_pre_hooks.extend(source._forward_pre_hooks)
     layer._forward_hooks.extend(source._forward_hooks)
+    layer._backward_hooks.extend(source._backward_hooks)
     _attach(layer, weight_quant, act_quant)
     return layer.train(source.training)
 
@@ -174,10 +175,12 @@ def _weight_quantizer(method: str, bits: int, per_channel: bool, channels: int, 
                       device: str, dtype: Any) -> Module:
     axis, num = (0, channels) if per_channel else (None, None)
     place = {"device": device, "dtype": dtype}
+    narrow = bits > 1  # symmetric [-(2^(b-1) - 1), 2^(b-1) - 1]: the largest |w| lands on a level, not half a step out
     if method == "ste":
-        return FakeQuantize(bits, signed=True, axis=axis, symmetric=True, averaging_constant=1.0, num_channels=num, **place)
+        return FakeQuantize(bits, signed=True, narrow=narrow, axis=axis, symmetric=True, averaging_constant=1.0,
+                            num_channels=num, **place)
     if method == "dsq":
-        return DSQQuantizer(bits, True, axis, alpha=options["dsq_alpha"], learn_alpha=options["learn_alpha"],
+        return DSQQuantizer(bits, True, axis, narrow=narrow, alpha=options["dsq_alpha"], learn_alpha=options["learn_alpha"],
                             learn_scale=options["learn_scale"], symmetric=True, averaging_constant=1.0,
                             num_channels=num, **place)
     if method == "lsq":

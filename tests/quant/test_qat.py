@@ -54,7 +54,7 @@ def test_quantizer_choices_per_method():
     prepared = prepare_qat(lenet(), weight="dsq", act="ste", wbits=3, abits=5)
     first, second = prepared[0], prepared[3]
     assert isinstance(first.weight_quant, DSQQuantizer) and first.weight_quant.axis == 0
-    assert (first.weight_quant.qmin, first.weight_quant.qmax) == (-4, 3)
+    assert (first.weight_quant.qmin, first.weight_quant.qmax) == (-3, 3)  # symmetric weights: the narrow range
     assert isinstance(first.act_quant, FakeQuantize)
     assert (first.act_quant.qmin, first.act_quant.qmax) == (-16, 15)  # raw input: signed
     assert (second.act_quant.qmin, second.act_quant.qmax) == (0, 31)  # after a ReLU: unsigned
@@ -285,3 +285,15 @@ def test_w4a4_lenet5_on_digits_learns(weight, act):
     learned_alphas = [m.alpha for m in prepared.modules() if isinstance(m, (PACTQuantizer, DSQQuantizer))]
     for alpha in learned_alphas:  # PACT's and DSQ's alphas really train (Adam here has no weight decay)
         assert float(host(alpha)[0]) != pytest.approx(1.0 if act == "pact" else 0.2, abs=1e-4)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_ste_weight_grid_keeps_every_weight_in_range_so_the_mask_is_all_ones(bits):
+    """With the narrow symmetric min/max grid the largest |w| of each channel lands on a level (with the full
+    signed range it would land half a step above qmax and lose its gradient)."""
+    prepared = prepare_qat(lenet(), weight="ste", act=None, wbits=bits)
+    for index in (0, 3, 7, 9, 11):
+        layer = prepared[index]
+        weight = mq.tensor(layer.weight.detach().numpy(), requires_grad=True)
+        layer.weight_quant(weight).sum().backward()
+        assert (weight.grad.numpy() == 1).all(), f"layer {index} at {bits} bits"
