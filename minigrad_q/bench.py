@@ -333,7 +333,7 @@ def _overhead_notes(overhead: dict[str, Any], limits: dict[str, Any]) -> list[st
 
 
 def format_results(results: dict[str, Any]) -> str:
-    from .cli import format_table
+    from .text_table import format_table
 
     machine, limits = results["machine"], results["limits"]
     lines = [

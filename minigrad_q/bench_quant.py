@@ -408,7 +408,7 @@ def table(quant: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[
 
 def format_results(results: dict[str, Any]) -> str:
     """The --quant table as text (printed after bench.format_results)."""
-    from .cli import format_table
+    from .text_table import format_table
 
     if "quant" not in results:
         return ""

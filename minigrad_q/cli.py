@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, backend, cli_inspect
+from .text_table import format_table
 
 
 class UsageError(Exception):
@@ -120,18 +121,6 @@ def _check_one(spec: Any, device: str, seed: int, cases: int) -> tuple[str, floa
     except Exception as error:  # noqa: BLE001  (a crashing op is a failed check, reported like one)
         return shapes, worst, False, f"case {case} (--seed {seed + case}): raised {type(error).__name__}: {error}"
     return shapes, worst, True, ""
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] = ()) -> str:
-    """A plain-text table; columns in `right` are right-aligned."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    aligns = list(right) + [False] * (len(header) - len(right))
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [str(c).rjust(w) if a else str(c).ljust(w) for c, w, a in zip(cells, widths, aligns)]
-        return " | ".join(parts).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)])
 
 
 def run_gradcheck(args: argparse.Namespace) -> int:

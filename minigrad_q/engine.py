@@ -107,7 +107,7 @@ def _send(node: Function, grads: list[Any], input_grads: tuple[Any, ...], pendin
         else:
             shape, dtype = edge[0].output_meta[edge[1]]
         if g.shape != shape:
-            g = _sum_to_shape(node, i, g, shape)
+            g = sum_to_shape(node, i, g, shape)
             fresh = True
         else:
             fresh = leaf and g.base is None and not _is_one_of(g, grads)
@@ -134,7 +134,7 @@ def _is_one_of(array: Any, arrays: list[Any]) -> bool:
     return False
 
 
-def _sum_to_shape(node: Function, index: int, grad: Any, shape: tuple[int, ...]) -> Any:
+def sum_to_shape(node: Function, index: int, grad: Any, shape: tuple[int, ...]) -> Any:
     """Undo broadcasting: sum `grad` over the axes along which `shape` was broadcast."""
     lead = grad.ndim - len(shape)
     if lead < 0 or any(s != 1 and s != g for s, g in zip(shape, grad.shape[lead:])):

@@ -36,7 +36,8 @@ from typing import Any
 
 from .. import backend, core
 from ..core import Function, Tensor
-from ..engine import _sum_to_shape
+from ..engine import sum_to_shape
+from ..text_table import format_table
 
 __all__ = ["CallRecord", "STAT_NAMES", "Tape", "gradient_statistics", "profile_step", "record"]
 
@@ -78,7 +79,7 @@ class Tape:
         """A text table: one row per call (by=None), or per op type (by="op", slowest first) or per module
         path (by="module", in order of first use) with calls and milliseconds, forward and backward."""
         if by is None:
-            return _format(_CALL_HEADER, [_call_row(call) for call in self.calls], right=(True,))
+            return format_table(_CALL_HEADER, [_call_row(call) for call in self.calls], right=(True,))
         if by not in ("op", "module"):
             raise ValueError(f'Tape.table: by must be None, "op" or "module", got {by!r}')
         totals: dict[str, list[float]] = {}  # key -> [forward calls, forward s, backward calls, backward s]
@@ -91,7 +92,7 @@ class Tape:
         op_seconds = sum(call.seconds for call in self.calls)
         rows = [_total_row(key, totals[key], op_seconds) for key in keys]
         rows.append(_total_row("all ops", [sum(totals[k][i] for k in keys) for i in range(4)], op_seconds))
-        text = _format([by, "fwd calls", "fwd ms", "bwd calls", "bwd ms", "total ms", "share"], rows,
+        text = format_table([by, "fwd calls", "fwd ms", "bwd calls", "bwd ms", "total ms", "share"], rows,
                        right=(False, True, True, True, True, True, True))
         if self.seconds > 0:
             text += (f"\nops: {op_seconds * 1e3:.3f} ms of the block's {self.seconds * 1e3:.3f} ms "
@@ -224,7 +225,7 @@ class _Recorder:
         if edge is None or grad is None:
             return None
         shape = _edge_shape(edge)
-        return _statistics_on_device(grad if grad.shape == shape else _sum_to_shape(node, i, grad, shape))
+        return _statistics_on_device(grad if grad.shape == shape else sum_to_shape(node, i, grad, shape))
 
     def finish(self) -> None:
         """Read the statistics back (one transfer per gradient) and drop every reference to the graph."""
@@ -302,17 +303,6 @@ def _total_row(key: str, entry: Sequence[float], op_seconds: float) -> list[str]
     share = f"{total / op_seconds:.1%}" if op_seconds > 0 else "-"
     return [key, str(int(entry[0])), f"{entry[1] * 1e3:.3f}", str(int(entry[2])), f"{entry[3] * 1e3:.3f}",
             f"{total * 1e3:.3f}", share]
-
-
-def _format(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] = ()) -> str:
-    """A plain-text table; columns marked in `right` are right-aligned."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    aligns = list(right) + [False] * (len(header) - len(right))
-
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(c.rjust(w) if a else c.ljust(w) for c, w, a in zip(cells, widths, aligns)).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)])
 
 
 def _finite(value: Any) -> Any:
