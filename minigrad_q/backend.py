@@ -10,9 +10,18 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
+import sys
 from typing import Any
 
-import numpy
+# OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s) after each threaded call, holding a core
+# that conv2d's worker threads and NumPy's other loops need (the toy CNN step on 2 cores: 110 ms with the
+# default, 70 ms with 2^4 cycles). Read once, when NumPy loads OpenBLAS: set here only if NumPy is not
+# loaded yet and the user has not chosen a value.
+BLAS_THREAD_TIMEOUT = "4"
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+
+import numpy  # noqa: E402
 
 ndarray = numpy.ndarray
 

@@ -231,6 +231,7 @@ def describe_machine(device: str = "cpu") -> dict[str, Any]:
         "thread_pools": thread_report(),
         "torch": torch_version,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "keeps_freed_host_memory": backend.keeps_freed_host_memory,
         "gpus": gpu_report()[0] if device != "cpu" else [],
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -371,6 +372,8 @@ def write_markdown(results: dict[str, Any]) -> str:
         f"- NumPy {machine['numpy']}, BLAS: {machine['blas']}; thread pools: {machine['thread_pools']}",
         f"- PyTorch: {machine['torch'] or 'not installed'}",
         f"- OPENBLAS_CORETYPE: {machine['OPENBLAS_CORETYPE'] or 'unset'}",
+        f"- OPENBLAS_THREAD_TIMEOUT: {machine.get('OPENBLAS_THREAD_TIMEOUT') or 'unset'} (minigrad_q sets 4, idle BLAS "
+        "threads sleep at once, when it is imported before NumPy and the variable is unset)",
         "- host memory: " + (
             "freed arrays up to 32 MiB stay in glibc's heap (minigrad_q's default at import; "
             "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"

@@ -38,6 +38,7 @@ from . import backend, checkpoint, data, nn, optim
 from .grad_mode import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
+from .quant._qparams import NonFiniteGrid
 
 __all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "RUN_FIELDS"]
 
@@ -64,8 +65,6 @@ def _diverged(description: str, step: int) -> TrainingDiverged:
                             "became NaN or inf; try a lower learning rate")
 
 
-def _finite_weights(model: nn.Module) -> bool:
-    return all(backend.is_finite_all(parameter.data) for parameter in model.parameters())
 
 
 @dataclass
@@ -227,9 +226,7 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
         for step, (images, labels) in enumerate(loader, 1):
             try:
                 logits = model(images)
-            except ValueError:  # e.g. a quantizer's grid observed from NaN weights or activations
-                if _finite_weights(model):
-                    raise
+            except NonFiniteGrid:  # a quantizer's grid observed from NaN or inf weights or activations
                 raise _diverged(description, step) from None
             loss = cross_entropy(logits, labels, label_smoothing=label_smoothing)
             optimizer.zero_grad()

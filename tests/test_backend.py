@@ -260,3 +260,21 @@ def test_keep_freed_host_memory_takes_effect_on_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert backend.keep_freed_host_memory()
+
+
+@pytest.mark.parametrize("code, preset, expected", [
+    ("import minigrad_q", None, "4"),                    # idle OpenBLAS threads sleep at once
+    ("import minigrad_q", "20", "20"),                   # the user's choice stays
+    ("import numpy, minigrad_q", None, "unset"),         # too late: NumPy has read it already
+])
+def test_blas_thread_timeout_is_set_only_before_numpy_loads(code, preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    out = subprocess.run([sys.executable, "-c", f"{code}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == expected

@@ -16,6 +16,11 @@ from typing import Any
 from ..core import Tensor
 from ..ops._dims import normalize_dim
 
+
+class NonFiniteGrid(ValueError):
+    """A scale (or other grid parameter) that is NaN: it was observed from NaN or inf values."""
+
+
 FLOAT32_EPS = 2.0**-23  # torch.finfo(torch.float32).eps: the smallest scale an observer gives
 MAX_BITS = 16
 
@@ -82,16 +87,14 @@ def check_param(op: str, name: str, value: Any, x: Tensor, axis: int | None, pos
             raise ValueError(f"{op}: per-channel {name} must have shape ({x.shape[axis]},) for input "
                              f"{x.shape} along axis {axis}, got {value.shape}")
         if positive and value.device == "cpu" and not bool((value.data > 0).all()):
-            raise ValueError(f"{op}: {name} must be positive, got min {float(value.data.min())}" + _nan_hint(value.data))
+            message = f"{op}: {name} must be positive, got min {float(value.data.min())}"
+            if bool((value.data != value.data).any()):
+                raise NonFiniteGrid(message + " (NaN: the tensor it was observed from held NaN or inf; "
+                                              "has training diverged?)")
+            raise ValueError(message)
     elif positive and not value > 0:
         raise ValueError(f"{op}: {name} must be positive, got {value!r}")
     return value
-
-
-def _nan_hint(values: Any) -> str:
-    if bool((values != values).any()):
-        return " (NaN: the tensor it was observed from held NaN or inf; has training diverged?)"
-    return ""
 
 
 def expand(value: Any, ndim: int, axis: int | None) -> Any:
