@@ -41,7 +41,8 @@ def main() -> None:
         "--out", os.path.join(OUT, "dsq_binary.png"))
     profile = run("bench", "--profile")
     comparison = open(os.path.join(OUT, "comparison.md"), encoding="utf-8").read().strip()
-    tape_by_module = section_of(os.path.join(OUT, "tape.md"), "## Per module", "## Every call").split("\n", 1)[1].strip()
+    tape_by_module = section_of(os.path.join(OUT, "tape.md"), "## Per module", "## Every call").split("\n", 1)[1]
+    tape_by_module = tape_by_module.strip().removeprefix("```").removesuffix("```").strip()
     dot_head = "\n".join(open(os.path.join(OUT, "graph.dot"), encoding="utf-8").read().splitlines()[:12])
     text = TEMPLATE.format(comparison=comparison, tape_by_module=tape_by_module, profile=profile.strip(), dot_head=dot_head)
     path = os.path.join(DOCS, "inspect.md")

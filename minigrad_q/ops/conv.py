@@ -151,6 +151,7 @@ class _Geometry:
             return dy.reshape(b, self.k, self.oh, self.ow).transpose(1, 0, 2, 3)
         return dy.reshape(self.k, b, self.oh, self.ow)
 
+
 class Conv2d(Function):
     """y = conv2d(x, w, b) as in the module docstring;  dW = dY Xᵀ,  dX = col2im(Wᵀ dY),  db = Σ dY.
 
