@@ -259,6 +259,38 @@ def keep_freed_host_memory() -> bool:
 
 keeps_freed_host_memory = os.environ.get("MINIGRAD_Q_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_host_memory()
 
+# Arrays larger than glibc's largest mmap threshold are always mapped anew, and the kernel zeroes
+# every page of them on first touch: for a quantizer's outputs on 16M floats that took longer than
+# the arithmetic. ``empty`` hands out such buffers again once nothing references them any more.
+_POOL_MAX_PER_KIND = 4
+_POOL_MAX_BYTES = 1 << 30  # all pooled arrays together
+_pool: dict[tuple[tuple[int, ...], str], list[Any]] = {}
+_pooled_bytes = 0
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """numpy.empty(shape, dtype), except that arrays of 32 MiB or more are taken from a pool of arrays of
+    that shape and dtype that nothing but the pool references any more (their reference count says so)
+    when there is one. Up to _POOL_MAX_PER_KIND arrays per shape and dtype, _POOL_MAX_BYTES in all, are
+    kept, as glibc keeps freed memory for smaller arrays; MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns both off.
+    The quantizers' CPU outputs and gradients come from here. CPU only."""
+    dtype = numpy.dtype(dtype)
+    nbytes = dtype.itemsize
+    for side in shape:
+        nbytes *= side
+    if nbytes < _MMAP_THRESHOLD_MAX or not keeps_freed_host_memory:
+        return numpy.empty(shape, dtype=dtype)
+    arrays = _pool.setdefault((tuple(shape), dtype.str), [])
+    for array in arrays:
+        if sys.getrefcount(array) == 3:  # the pool's list, this loop's name and getrefcount's argument
+            return array
+    array = numpy.empty(shape, dtype=dtype)
+    global _pooled_bytes
+    if len(arrays) < _POOL_MAX_PER_KIND and _pooled_bytes + nbytes <= _POOL_MAX_BYTES:
+        arrays.append(array)
+        _pooled_bytes += nbytes
+    return array
+
 
 # ---------------------------------------------------------------- random
 def manual_seed(seed: int) -> None:

@@ -278,3 +278,30 @@ def test_blas_thread_timeout_is_set_only_before_numpy_loads(code, preset, expect
     out = subprocess.run([sys.executable, "-c", f"{code}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == expected
+
+
+def test_empty_reuses_large_arrays_only_once_nothing_references_them(monkeypatch):
+    monkeypatch.setattr(backend, "keeps_freed_host_memory", True)
+    monkeypatch.setattr(backend, "_pool", {})
+    monkeypatch.setattr(backend, "_pooled_bytes", 0)
+    small = backend.empty((4, 4), backend.float32)
+    assert small.shape == (4, 4) and small.dtype == backend.float32 and backend._pool == {}
+    shape = (9 << 20,)  # 36 MiB of float32: above the 32 MiB threshold
+    first = backend.empty(shape, backend.float32)
+    first_id = id(first)
+    held = backend.empty(shape, backend.float32)  # `first` is still referenced: a new array
+    assert held is not first
+    view = first[::2]
+    del first
+    assert id(backend.empty(shape, backend.float32)) != first_id  # a view still holds it
+    del view
+    again = backend.empty(shape, backend.float32)
+    assert id(again) == first_id and again.base is None and again.shape == shape
+    assert backend.empty(shape, backend.float64) is not again  # another dtype, another pool
+
+
+def test_empty_without_the_pool_is_plain_numpy(monkeypatch):
+    monkeypatch.setattr(backend, "keeps_freed_host_memory", False)
+    monkeypatch.setattr(backend, "_pool", {})
+    array = backend.empty((9 << 20,), backend.float32)
+    assert backend._pool == {} and array.shape == (9 << 20,)

@@ -103,7 +103,7 @@ def _times(xp: Any, grad_output: Any, slope: Any) -> Any:
     if xp is not _numpy:
         return grad_output * slope
     grad_output = _chunks.contiguous(grad_output)
-    grad_input = xp.empty(grad_output.shape, dtype=grad_output.dtype)
+    grad_input = backend.empty(grad_output.shape, grad_output.dtype)
     _chunks.elementwise(lambda rows, g, d, dx: xp.multiply(g, d, out=dx), [grad_output, slope, grad_input])
     return grad_input
 
@@ -125,10 +125,10 @@ def _forward_cpu(x: Any, scale: Any, zero_point: Any, constants: dict[str, Any],
         w64 = channels.prepare(constants["w"], backend.float64)
         S64 = channels.prepare(constants["S"], backend.float64)
         minus_half_S_s = channels.prepare(-0.5 * constants["S"] * xp.asarray(scale, dtype=backend.float64), backend.float64)
-    y = xp.empty(x.shape, dtype=dtype)
-    slope = xp.empty(x.shape, dtype=dtype) if need_slope else None
-    d_scale = xp.empty(x.shape, dtype=dtype) if need_scale else None
-    d_alpha = xp.empty(x.shape, dtype=dtype) if need_alpha else None
+    y = backend.empty(x.shape, dtype)
+    slope = backend.empty(x.shape, dtype) if need_slope else None
+    d_scale = backend.empty(x.shape, dtype) if need_scale else None
+    d_alpha = backend.empty(x.shape, dtype) if need_alpha else None
     outputs = [a for a in (slope, d_scale, d_alpha) if a is not None]
 
     def kernel(rows: slice, x: Any, y: Any, *rest: Any) -> None:

@@ -48,8 +48,8 @@ class FakeQuant(Function):
             x = _chunks.contiguous(x)
             channels = _chunks.Channels(x.shape, axis)
             s, lo, hi = _layout_bounds(channels, x.dtype, scale, zero_point, qmin, qmax)
-            y = xp.empty(x.shape, dtype=x.dtype)
-            mask = xp.empty(x.shape, dtype=bool) if want_mask else None
+            y = backend.empty(x.shape, x.dtype)
+            mask = backend.empty(x.shape, backend.bool_) if want_mask else None
 
             def kernel(rows: slice, x: Any, y: Any, *rest: Any) -> None:
                 si, loi, hii = channels.at(s, rows), channels.at(lo, rows), channels.at(hi, rows)
@@ -91,7 +91,7 @@ def mask_gradient(xp: Any, grad_output: Any, mask: Any) -> Any:
         fused = backend.elementwise_kernel("T g, bool mask", "T dx", "dx = mask ? g : (T)0", "minigrad_q_masked_grad")
         return fused(grad_output, mask)
     grad_output = _chunks.contiguous(grad_output)
-    grad_input = xp.empty(grad_output.shape, dtype=grad_output.dtype)
+    grad_input = backend.empty(grad_output.shape, grad_output.dtype)
     mask_bytes = mask.view(xp.uint8)  # uint8 × float multiplies without a bool cast
 
     def kernel(rows: slice, g: Any, m: Any, dx: Any) -> None:

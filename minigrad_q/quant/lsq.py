@@ -56,7 +56,7 @@ class LSQ(Function):
         x = contiguous(x)
         layout = Channels(x.shape, axis)
         s, b = layout.prepare(step, x.dtype), layout.prepare(offset, x.dtype)
-        y = _cpu.empty_like(x)
+        y = backend.empty(x.shape, x.dtype)
 
         def kernel(rows: slice, x: Any, y: Any) -> None:
             s_rows, b_rows = layout.at(s, rows), layout.at(b, rows)
@@ -87,7 +87,7 @@ class LSQ(Function):
     def _backward_cpu(self, grad_output: Any, x: Any, s: Any, b: Any, step: Any, offset: Any) -> Any:
         need_x, need_step, need_offset = self.needs_input_grad[:3]
         layout, qmin, qmax = self.layout, self.qmin, self.qmax
-        dx = _cpu.empty_like(x) if need_x else None
+        dx = backend.empty(x.shape, x.dtype) if need_x else None
 
         def kernel(rows: slice, g: Any, x: Any, *views: Any) -> tuple[Any, Any]:
             *dx_rows, v, code, clamped = views

@@ -48,7 +48,7 @@ class PACT(Function):
             return backend.elementwise_kernel(*_CUDA_FORWARD)(x, a, s)
         x = contiguous(x)
         a, s = a[()], s[()]  # NumPy scalars of x's dtype
-        y = _cpu.empty_like(x)
+        y = backend.empty(x.shape, x.dtype)
 
         def kernel(rows: slice, x: Any, y: Any) -> None:
             _cpu.clip(x, 0, a, out=y)
@@ -67,7 +67,7 @@ class PACT(Function):
             return dx if need_x else None, da.sum().reshape(self.alpha_shape) if need_alpha else None
         x = contiguous(x)
         a = a[()]
-        dx = _cpu.empty_like(x) if need_x else None
+        dx = backend.empty(x.shape, x.dtype) if need_x else None
         sum_dtype = backend.float32 if x.dtype.itemsize < 4 else x.dtype  # chunk sums; fsum adds them up
 
         def kernel(rows: slice, g: Any, x: Any, *views: Any) -> Any:
