@@ -21,8 +21,8 @@ is not computed in a training step, so not counted there).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import backend
-from .bench import _synchronizer, _torch_or_reason, time_median
+from .bench import _synchronizer, _torch_or_reason
+from .ops import _workers
 
 TARGET_RATIO = 1.5
 CONV_CASES = (  # name, N, C, K, H=W, kernel, padding
@@ -48,15 +49,7 @@ SWITCH_PAUSE_S = 0.2  # OpenBLAS and OpenMP worker threads spin for a while afte
 # ---------------------------------------------------------------- threads
 def blas_threads() -> int:
     """Threads NumPy's BLAS uses (threadpoolctl), else the usable cores."""
-    try:
-        import threadpoolctl
-
-        counts = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool.get("user_api") == "blas"]
-        if counts:
-            return int(max(counts))
-    except ImportError:
-        pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return _workers.blas_threads() if _workers.blas_controllers() else _workers.usable_cores()
 
 
 def _with_torch(device: str, threads: int | None) -> tuple[Any, str, str, int]:
@@ -76,30 +69,59 @@ def _torch_threads(torch: Any, count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def time_both(ours: Callable[[], Any], sync: Callable[[], None], theirs: Callable[[], Any] | None,
-              their_sync: Callable[[], None], torch: Any, threads: int, repeat: int) -> dict[str, Any]:
-    """Time `ours` and (when given) `theirs` in alternating rounds, so both see the same machine.
+def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int) -> list[float]:
+    """Seconds of each of `count` calls of fn, after one warm-up call, the garbage collector off."""
+    fn()
+    sync()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    times = []
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - start)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
 
-    A shared machine's speed drifts over seconds; timing one engine after the
-    other puts that drift into the ratio. Here each of ``rounds`` (up to 5)
-    rounds times ours then theirs (``ceil(repeat / rounds)`` repeats each,
-    after a warm-up call and a short pause that lets the other engine's
-    spinning worker threads go idle); the times are the medians over rounds
-    and the ratio is the median of the rounds' ratios.
-    """
+
+def time_rounds(engines: dict[str, tuple[Callable[[], Any], Callable[[], None], bool]], repeat: int, pause: float,
+                torch: Any = None, threads: int = 1) -> dict[str, list[list[float]]]:
+    """Each engine's call times, in min(5, repeat) rounds of ceil(repeat / rounds) calls each.
+
+    engines: name -> (step, sync, runs in torch); within a round they take turns in the dict's order,
+    each after a pause that lets the previous one's spinning worker threads go idle."""
     rounds = min(5, repeat)
     per_round = -(-repeat // rounds)
-    ours_times, their_times = [], []
+    times: dict[str, list[list[float]]] = {name: [] for name in engines}
     for _ in range(rounds):
-        time.sleep(SWITCH_PAUSE_S)
-        ours_times.append(time_median(ours, per_round, sync)[0])
-        if theirs is not None:
-            time.sleep(SWITCH_PAUSE_S)
-            with _torch_threads(torch, threads):
-                their_times.append(time_median(theirs, per_round, their_sync)[0])
-    timing: dict[str, Any] = {"minigrad_s": statistics.median(ours_times), "rounds": rounds, "repeats_per_round": per_round}
+        for name, (step, sync, in_torch) in engines.items():
+            time.sleep(pause)
+            with _torch_threads(torch, threads) if in_torch else contextlib.nullcontext():
+                times[name].append(_time_calls(step, sync, per_round))
+    return times
+
+
+def time_both(ours: Callable[[], Any], sync: Callable[[], None], theirs: Callable[[], Any] | None,
+              their_sync: Callable[[], None], torch: Any, threads: int, repeat: int) -> dict[str, Any]:
+    """Time `ours` and (when given) `theirs` in alternating rounds (``time_rounds``), so both see the
+    same machine: a shared machine's speed drifts over seconds, and timing one engine after the other
+    would put that drift into the ratio. Times are the medians over rounds of each round's median, the
+    ratio the median of the rounds' ratios."""
+    engines = {"minigrad": (ours, sync, False)}
+    if theirs is not None:
+        engines["torch"] = (theirs, their_sync, True)
+    times = time_rounds(engines, repeat, SWITCH_PAUSE_S, torch, threads)
+    medians = {name: [statistics.median(round_times) for round_times in rounds] for name, rounds in times.items()}
+    ours_times = medians["minigrad"]
+    timing: dict[str, Any] = {"minigrad_s": statistics.median(ours_times), "rounds": len(ours_times),
+                              "repeats_per_round": len(times["minigrad"][0])}
     timing["minigrad_spread"] = (max(ours_times) - min(ours_times)) / timing["minigrad_s"]
-    if their_times:
+    if "torch" in medians:
+        their_times = medians["torch"]
         timing["torch_s"] = statistics.median(their_times)
         timing["torch_spread"] = (max(their_times) - min(their_times)) / timing["torch_s"]
         timing["ratio"] = statistics.median(a / b for a, b in zip(ours_times, their_times))

@@ -26,18 +26,15 @@ ratios of the minima ("best").
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import math
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import backend
 from .bench import _synchronizer, _torch_or_reason
-from .bench_cnn import SWITCH_PAUSE_S, _torch_threads, blas_threads
+from .bench_cnn import SWITCH_PAUSE_S, _ms, _torch_threads, blas_threads, time_rounds
 
 QUANT_SIZE = 1 << 24  # 16M float32 elements: 64 MiB, far beyond any cache
 COPY_TARGET = 5.0  # quantizer forward + backward time / copy time
@@ -213,42 +210,6 @@ def _stepper(forward: Callable[[], Any], grad_out: Any, leaves: dict[str, Any]) 
 
 
 # ---------------------------------------------------------------- timing
-def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int) -> list[float]:
-    """Seconds of each of `count` calls of fn, after one warm-up call, the garbage collector off."""
-    fn()
-    sync()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    times = []
-    try:
-        for _ in range(count):
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-def time_rounds(engines: dict[str, tuple[Callable[[], Any], Callable[[], None], bool]], repeat: int, pause: float,
-                torch: Any = None, threads: int = 1) -> dict[str, list[list[float]]]:
-    """Each engine's call times, in min(5, repeat) rounds of ceil(repeat / rounds) calls each.
-
-    engines: name -> (step, sync, runs in torch); within a round they take turns in the dict's order,
-    each after a pause that lets the previous one's spinning worker threads go idle."""
-    rounds = min(5, repeat)
-    per_round = -(-repeat // rounds)
-    times: dict[str, list[list[float]]] = {name: [] for name in engines}
-    for _ in range(rounds):
-        for name, (step, sync, in_torch) in engines.items():
-            time.sleep(pause)
-            with _torch_threads(torch, threads) if in_torch else contextlib.nullcontext():
-                times[name].append(_time_calls(step, sync, per_round))
-    return times
-
-
 def _summary(times: dict[str, list[list[float]]], name: str) -> dict[str, float]:
     """name_s: median over the rounds of each round's median; name_min_s: the best call; name_spread."""
     medians = [statistics.median(round_times) for round_times in times[name]]
@@ -346,10 +307,6 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
 
 
 # ---------------------------------------------------------------- reporting
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
-
-
 def _verdict(value: float | None, target: float | None) -> str:
     if target is None:
         return "-"

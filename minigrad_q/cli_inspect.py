@@ -47,27 +47,25 @@ def _numbers(text: str, kind: type, what: str) -> tuple[Any, ...]:
 
 def _float_model(args: argparse.Namespace, out: str) -> tuple[Any, str | None]:
     """(model, path of the training JSON or None): loaded from --checkpoint, else trained for --epochs."""
-    if args.checkpoint:
-        try:
-            saved = checkpoint.load(args.checkpoint)
-            info = saved.model
-            model = build_model(info["name"], **info.get("options", {}))
-            checkpoint.restore(saved, model)
-        except (checkpoint.CheckpointError, KeyError, TypeError) as error:
-            raise InspectError(f"inspect: {error}") from None
-        if any(name.endswith("_quant") or "_quant." in name for name in saved.model_state):
-            raise InspectError(f"inspect: {args.checkpoint} holds a quantized model; give a float one")
-        return model, None
     from .train import TrainConfig, train
 
-    json_path = os.path.join(out, "training.json")
+    json_path = None if args.checkpoint else os.path.join(out, "training.json")
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "float.safetensors")
-        train(TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs, seed=args.seed, save=path,
-                          json_path=json_path, verbose=False, progress=False))
-        saved = checkpoint.load(path)
-    model = build_model(saved.model["name"], **saved.model["options"])
-    checkpoint.restore(saved, model)
+        path = args.checkpoint or os.path.join(folder, "float.safetensors")
+        if not args.checkpoint:
+            train(TrainConfig(model=args.model, dataset=args.dataset, epochs=args.epochs, seed=args.seed, save=path,
+                              json_path=json_path, verbose=False, progress=False))
+        try:
+            saved = checkpoint.load(path)
+        except checkpoint.CheckpointError as error:
+            raise InspectError(f"inspect: {error}") from None
+    if any("_quant." in name for name in saved.model_state):
+        raise InspectError(f"inspect: {path} holds a quantized model; give a float one")
+    try:
+        model = build_model(saved.model["name"], **saved.model.get("options", {}))
+        checkpoint.restore(saved, model)
+    except (checkpoint.CheckpointError, KeyError, TypeError) as error:
+        raise InspectError(f"inspect: {error}") from None
     return model, json_path
 
 

@@ -79,3 +79,16 @@ def test_bench_profile_prints_time_per_op(capsys):
     assert "where one LeNet-5 training step" in out
     rows = {line.split("|")[0].strip() for line in out.splitlines() if "|" in line}
     assert {"Conv2d", "Linear", "MaxPool2d", "CrossEntropy", "all ops"} <= rows
+
+
+def test_inspect_takes_a_float_checkpoint_and_refuses_a_quantized_one(capsys, tmp_path):
+    float_path, quant_path = tmp_path / "float.safetensors", tmp_path / "quant.safetensors"
+    assert cli.main(["train", "--epochs", "1", "--train-size", "64", "--save", str(float_path)]) == 0
+    assert cli.main(["train", "--epochs", "1", "--train-size", "64", "--quant", "ste", "--save", str(quant_path)]) == 0
+    capsys.readouterr()
+    code, out, err = run_main(capsys, "inspect", "--checkpoint", str(float_path), "--methods", "ste", "--bits", "4",
+                              "--batch-size", "8", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "from " + str(float_path) in (tmp_path / "out" / "report.md").read_text()
+    code, out, err = run_main(capsys, "inspect", "--checkpoint", str(quant_path), "--out", str(tmp_path / "out2"))
+    assert code == 2 and "holds a quantized model; give a float one" in err

@@ -80,6 +80,13 @@ def _attach(layer: Module, weight_quant: Module | None, act_quant: Module | None
         weight_quant.calibrate(layer.weight)
 
 
+def _quantized_operands(layer: Any, input: Tensor) -> tuple[Tensor, Tensor]:
+    """(act_quant(input), weight_quant(weight)) of a quantized layer; a missing quantizer passes its operand through."""
+    if layer.act_quant is not None:
+        input = layer.act_quant(input)
+    return input, layer.weight if layer.weight_quant is None else layer.weight_quant(layer.weight)
+
+
 def _from_float(cls: type, float_type: type, module: Any, weight_quant: Module | None,
                 act_quant: Module | None) -> Any:
     """A cls layer that shares module's parameters, buffers and hooks (no new random init)."""
@@ -121,9 +128,7 @@ class QuantConv2d(nn.Conv2d):
         return _from_float(cls, nn.Conv2d, module, weight_quant, act_quant)
 
     def forward(self, input: Tensor) -> Tensor:
-        if self.act_quant is not None:
-            input = self.act_quant(input)
-        weight = self.weight if self.weight_quant is None else self.weight_quant(self.weight)
+        input, weight = _quantized_operands(self, input)
         return ops.conv2d(input, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -142,9 +147,7 @@ class QuantLinear(nn.Linear):
         return _from_float(cls, nn.Linear, module, weight_quant, act_quant)
 
     def forward(self, input: Tensor) -> Tensor:
-        if self.act_quant is not None:
-            input = self.act_quant(input)
-        weight = self.weight if self.weight_quant is None else self.weight_quant(self.weight)
+        input, weight = _quantized_operands(self, input)
         return ops.linear(input, weight, self.bias)
 
 
