@@ -12,7 +12,9 @@ PyTorch (when installed) gets the same weights, inputs and float32, and the
 same number of threads as NumPy's BLAS uses (threadpoolctl's count, else the
 usable cores) unless ``--threads`` says otherwise. The two are timed in
 alternating rounds (``time_both``) so that a shared machine's drift does not
-land in the ratio. GFLOP/s counts the GEMM
+land in the ratio; in each round an engine first runs back to back for
+WARMUP_S, as in training (after an idle pause, this 2-vCPU VM takes several
+milliseconds to wake worker threads). GFLOP/s counts the GEMM
 work of convolutions and linear layers only (forward 2·MACs, backward 2·MACs
 for each of the weight and input gradients; the first layer's input gradient
 is not computed in a training step, so not counted there).
@@ -43,7 +45,7 @@ MODEL_CASES = {"lenet": ("lenet5", 1, 28, 128), "toycnn": ("toycnn", 3, 32, 64)}
 DISPLAY_NAMES = {"lenet5": "LeNet-5", "toycnn": "toy CNN"}
 RSS_STEPS, RSS_WARMUP = 200, 20
 LR, MOMENTUM = 0.01, 0.9
-SWITCH_PAUSE_S = 0.2  # OpenBLAS and OpenMP worker threads spin for a while after their last job
+WARMUP_S = 0.2  # each engine's back-to-back calls before its timed ones, in every round (see time_rounds)
 
 
 # ---------------------------------------------------------------- threads
@@ -69,10 +71,15 @@ def _torch_threads(torch: Any, count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int) -> list[float]:
-    """Seconds of each of `count` calls of fn, after one warm-up call, the garbage collector off."""
+def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int, warmup: float) -> list[float]:
+    """Seconds of each of `count` calls of fn, after calling it back to back for `warmup` seconds (at least
+    once), the garbage collector off."""
+    end = time.perf_counter() + warmup
     fn()
     sync()
+    while time.perf_counter() < end:
+        fn()
+        sync()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     times = []
@@ -88,20 +95,20 @@ def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int) -> 
     return times
 
 
-def time_rounds(engines: dict[str, tuple[Callable[[], Any], Callable[[], None], bool]], repeat: int, pause: float,
+def time_rounds(engines: dict[str, tuple[Callable[[], Any], Callable[[], None], bool]], repeat: int, warmup: float,
                 torch: Any = None, threads: int = 1) -> dict[str, list[list[float]]]:
     """Each engine's call times, in min(5, repeat) rounds of ceil(repeat / rounds) calls each.
 
     engines: name -> (step, sync, runs in torch); within a round they take turns in the dict's order,
-    each after a pause that lets the previous one's spinning worker threads go idle."""
+    each running back to back for `warmup` seconds before its timed calls, so that the previous engine's
+    spinning threads have stopped and its own worker threads are awake: training runs steps back to back."""
     rounds = min(5, repeat)
     per_round = -(-repeat // rounds)
     times: dict[str, list[list[float]]] = {name: [] for name in engines}
     for _ in range(rounds):
         for name, (step, sync, in_torch) in engines.items():
-            time.sleep(pause)
             with _torch_threads(torch, threads) if in_torch else contextlib.nullcontext():
-                times[name].append(_time_calls(step, sync, per_round))
+                times[name].append(_time_calls(step, sync, per_round, warmup))
     return times
 
 
@@ -114,7 +121,7 @@ def time_both(ours: Callable[[], Any], sync: Callable[[], None], theirs: Callabl
     engines = {"minigrad": (ours, sync, False)}
     if theirs is not None:
         engines["torch"] = (theirs, their_sync, True)
-    times = time_rounds(engines, repeat, SWITCH_PAUSE_S, torch, threads)
+    times = time_rounds(engines, repeat, WARMUP_S, torch, threads)
     medians = {name: [statistics.median(round_times) for round_times in rounds] for name, rounds in times.items()}
     ours_times = medians["minigrad"]
     timing: dict[str, Any] = {"minigrad_s": statistics.median(ours_times), "rounds": len(ours_times),
@@ -426,8 +433,9 @@ def _torch_notes(run: dict[str, Any], differences: list[Any], what: str) -> list
         return [spread, f"no PyTorch comparison: {run['torch_missing']}"]
     worst = max((d for d in differences if d is not None), default=None)
     notes = [f"threads: NumPy's BLAS {run['blas_threads']}, torch.set_num_threads({run['torch_threads']}); "
-             f"timed in {run['rounds']} alternating rounds (minigrad_q, then torch) of {run['repeats_per_round']} "
-             "repeats: times are medians over the rounds, the ratio the median of the rounds' ratios", spread]
+             f"timed in {run['rounds']} alternating rounds (minigrad_q, then torch) of {WARMUP_S:g} s of warm-up "
+             f"calls and {run['repeats_per_round']} timed repeats: times are medians over the rounds, the ratio "
+             "the median of the rounds' ratios", spread]
     if worst is not None:
         notes.append(f"{what} agree with torch's to {worst:.1e}" + (" (max abs difference / max abs value)"
                                                                    if what == "gradients" else " (abs difference)"))

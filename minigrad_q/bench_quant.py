@@ -18,8 +18,8 @@ learnable parameter):
 Every case is also timed against ``copyto`` of a tensor of the same size (one
 read and one write of 64 MiB) in the same rounds: target within 5x. PyTorch
 (when installed) runs with NumPy's BLAS thread count (or ``--threads``). The
-engines take turns in rounds (minigrad_q, torch, copy, with a pause before
-each switch, see bench_cnn.time_both); times are medians over the rounds and
+engines take turns in rounds (minigrad_q, torch, copy, each warming up before
+its timed calls, see bench_cnn.time_rounds); times are medians over the rounds and
 minima over every timed call; ratios are medians of the rounds' ratios and
 ratios of the minima ("best").
 """
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from . import backend
 from .bench import _synchronizer, _torch_or_reason
-from .bench_cnn import SWITCH_PAUSE_S, _ms, _torch_threads, blas_threads, time_rounds
+from .bench_cnn import WARMUP_S, _ms, _torch_threads, blas_threads, time_rounds
 
 QUANT_SIZE = 1 << 24  # 16M float32 elements: 64 MiB, far beyond any cache
 COPY_TARGET = 5.0  # quantizer forward + backward time / copy time
@@ -247,11 +247,11 @@ def _agreement(output: Any, torch_output: Any, leaves: dict[str, Any], torch_lea
 
 # ---------------------------------------------------------------- running
 def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, size: int = QUANT_SIZE,
-              cases: tuple[QuantCase, ...] | None = None, pause: float | None = None,
+              cases: tuple[QuantCase, ...] | None = None, warmup: float | None = None,
               **unused: Any) -> dict[str, Any]:
     """Forward + backward of every quantizer in `cases` (default CASES) on `size` float32 elements,
     against torch (when installed) and a copy of the same size, timed in the same rounds
-    (`pause` seconds before each engine's turn, default SWITCH_PAUSE_S)."""
+    (each engine runs `warmup` seconds before its timed calls in each round, default WARMUP_S)."""
     import minigrad_q as mq
 
     if size < 1:
@@ -286,7 +286,7 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
             torch_step = _stepper(forward, tg, torch_leaves)
             engines["torch"] = (torch_step, torch_sync, True)
         engines["copy"] = (copy, sync, False)
-        times = time_rounds(engines, repeat, SWITCH_PAUSE_S if pause is None else pause, torch, count)
+        times = time_rounds(engines, repeat, WARMUP_S if warmup is None else warmup, torch, count)
         result: dict[str, Any] = {"name": case.name, "settings": case.settings, "elements": size,
                                   "target_ratio": case.target, "copy_target": COPY_TARGET,
                                   "rounds": len(times["minigrad"]), "repeats_per_round": len(times["minigrad"][0])}
@@ -352,7 +352,7 @@ def table(quant: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[
         notes.append("torch baselines: " + "; ".join(f"{case['name']}: {case['torch_baseline']}"
                                                      for case in quant["cases"]))
         notes.append(f"threads: NumPy's BLAS {quant['blas_threads']}, torch.set_num_threads({quant['torch_threads']}); "
-                     "engines take turns in each round (minigrad_q, torch, copy) after a pause")
+                     "engines take turns in each round (minigrad_q, torch, copy), each after 0.2 s of warm-up calls")
         notes.append(f"agreement with torch (fraction of elements differing by more than {quant['mismatch_tolerance']:g} "
                      "x max |torch's|; relative difference for one-element gradients): " + "; ".join(
                          f"{case['name']}: " + ", ".join(f"{key} {value:.1e}" for key, value in case["mismatch"].items())

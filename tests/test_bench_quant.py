@@ -15,13 +15,13 @@ TIMES = ("minigrad_s", "minigrad_min_s", "copy_s", "copy_min_s")
 
 @pytest.fixture(autouse=True)
 def _no_pauses(monkeypatch):
-    monkeypatch.setattr(bench_quant, "SWITCH_PAUSE_S", 0.0)
+    monkeypatch.setattr(bench_quant, "WARMUP_S", 0.0)
 
 
 @pytest.fixture(scope="module")
 def with_torch():
     pytest.importorskip("torch")
-    return bench_quant.run_quant(size=TINY, repeat=1, pause=0.0)
+    return bench_quant.run_quant(size=TINY, repeat=1, warmup=0.0)
 
 
 def test_every_quantizer_is_timed_against_a_copy_in_the_same_rounds(with_torch):
@@ -54,13 +54,13 @@ def test_torch_runs_with_blas_threads_and_agrees(with_torch):
 def test_torch_leaves_its_thread_count_alone():
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    result = bench_quant.run_quant(size=64, repeat=1, threads=1, cases=bench_quant.CASES[:1], pause=0.0)
+    result = bench_quant.run_quant(size=64, repeat=1, threads=1, cases=bench_quant.CASES[:1], warmup=0.0)
     assert result["torch_threads"] == 1 and torch.get_num_threads() == before
 
 
 def test_without_torch_there_is_no_ratio(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
-    quant = bench_quant.run_quant(size=256, repeat=1, pause=0.0)
+    quant = bench_quant.run_quant(size=256, repeat=1, warmup=0.0)
     assert quant["torch_missing"] == "PyTorch not installed" and quant["torch_threads"] is None
     assert [case["name"] for case in quant["cases"]] == NAMES
     for case in quant["cases"]:

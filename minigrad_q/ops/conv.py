@@ -34,14 +34,12 @@ SAVE_COLUMNS_BYTES = {"cpu": 32 << 20, "cuda": 1 << 30}  # keep X for dW up to t
 WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
-PARALLEL_MIN_BYTES = 16 << 20  # column matrices smaller than this in all stay on one thread (workers cost more)
 
 
-def _worker_count(device: str, chunks: int, column_bytes: int) -> int:
-    if device != "cpu" or chunks < 2 or (THREADS is None and column_bytes < PARALLEL_MIN_BYTES):
+def _threads(device: str) -> int:
+    if device != "cpu":
         return 1
-    threads = THREADS if THREADS is not None else blas_threads()
-    return max(1, min(threads, chunks))
+    return max(1, THREADS if THREADS is not None else blas_threads())
 
 
 class _Geometry:
@@ -49,7 +47,7 @@ class _Geometry:
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, int],
                  pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int, itemsize: int,
-                 chunk_bytes: int, need_x: bool) -> None:
+                 chunk_bytes: int, need_x: bool, threads: int) -> None:
         self.n, self.c, self.h, self.w = x_shape
         self.k, self.cg, self.kh, self.kw = w_shape
         self.groups, self.kg = groups, self.k // groups
@@ -63,13 +61,18 @@ class _Geometry:
         self.wide = need_x and stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
         columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
         image_bytes = max(1, groups * self.rows * columns * itemsize)
-        self.batch = max(1, min(self.n, chunk_bytes // image_bytes))
+        count = -(-self.n // max(1, chunk_bytes // image_bytes))  # chunks of at most chunk_bytes (none if N = 0)
+        self.workers = max(1, min(threads, count))
+        self.count = min(self.n, -(-count // self.workers) * self.workers)  # as many chunks for every worker
+        self.batch = -(-self.n // self.count) if self.count else 1  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)
-        self.column_bytes = -(-self.n // self.batch) * groups * self.rows * self.ld * itemsize
+        self.column_bytes = self.count * groups * self.rows * self.ld * itemsize
         self.per_image = self.area >= PER_IMAGE_AREA
 
     def chunks(self) -> list[tuple[int, int]]:
-        return [(start, min(self.n, start + self.batch)) for start in range(0, self.n, self.batch)]
+        """(start, stop) of each chunk: self.count chunks of equal size, give or take one image."""
+        bounds = [i * self.n // max(1, self.count) for i in range(self.count + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     def pad_buffer(self, xp: Any, dtype: Any) -> Any:
         """Zeroed (batch, C, Hp, Wp) buffer whose interior each chunk overwrites; None without padding."""
@@ -173,9 +176,10 @@ class Conv2d(Function):
       (im2col of the padded dY, then a GEMM) measured equal for C = K = 32 and 1.4-1.6x slower for
       the small-C layers (its column matrix is K/C times larger), so it is not used. No dX at all
       when the input needs no gradient (a network's first layer).
-    - BLAS runs single-threaded inside conv2d. With T BLAS threads (or THREADS) and at least
-      PARALLEL_MIN_BYTES of columns, T workers split the chunks (run_in_workers), so the copies run in
-      parallel too: N=64 C=K=32 32x32 takes 31 ms on 2 cores against 42 ms with OpenBLAS's threads.
+    - BLAS runs single-threaded inside conv2d. With T BLAS threads (or THREADS) and two or more chunks,
+      T workers split the chunks (run_in_workers), so the copies run in parallel too: N=64 C=K=32
+      32x32 takes 31 ms on 2 cores against 42 ms with OpenBLAS's threads, and a LeNet-5 step (batch
+      128) 9 ms against 12.5 ms on one worker, in steady state (steps back to back).
     The Python loops run over batch chunks and kernel offsets, never over pixels.
     """
 
@@ -187,7 +191,7 @@ class Conv2d(Function):
             x = x[None]
         device = "cpu" if backend.device_of(x) == "cpu" else "cuda"
         geo = self.geometry = _Geometry(x.shape, weight.shape, stride, pads, dilation, groups, x.itemsize,
-                                        CHUNK_BYTES[device], self.needs_input_grad[0])
+                                        CHUNK_BYTES[device], self.needs_input_grad[0], _threads(device))
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         w_matrix = xp.ascontiguousarray(
             weight.reshape(groups, geo.kg, geo.cg, geo.kh, geo.kw).transpose(0, 1, 3, 4, 2)
@@ -206,8 +210,7 @@ class Conv2d(Function):
                 columns = geo.columns(xp, x, start, stop, kept[index] if kept is not None else scratch, pad_buffer)
                 geo.output(xp, w_matrix, columns, bias, out[start:stop], y_buffer)
 
-        self.workers = _worker_count(device, len(chunks), geo.column_bytes)
-        run_in_workers(work, len(chunks), self.workers)
+        run_in_workers(work, len(chunks), geo.workers)
         self.save_for_backward(x if need_w and not keep else None, w_matrix if need_x else None, kept)
         return out[0] if self.unbatched else out
 
@@ -249,7 +252,7 @@ class Conv2d(Function):
                     col2im(w_matrix, dy, grad_x[start:stop])
             return grad_w, grad_b
 
-        sums = run_in_workers(work, len(chunks), self.workers)
+        sums = run_in_workers(work, len(chunks), geo.workers)
         grad_w, grad_b = sums[0]
         for more_w, more_b in sums[1:]:
             if grad_w is not None:
