@@ -15,13 +15,33 @@ from typing import Any
 
 # OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s) after each threaded call, holding a core
 # that conv2d's worker threads and NumPy's other loops need (the toy CNN step on 2 cores: 110 ms with the
-# default, 70 ms with 2^4 cycles). Read once, when NumPy loads OpenBLAS: set here only if NumPy is not
-# loaded yet and the user has not chosen a value.
+# default, 70 ms with 2^4 cycles). OpenBLAS reads the setting when NumPy loads it; unless the user chose a
+# value, it is set here, and if NumPy was loaded first, OpenBLAS re-reads it (_respin_openblas).
 BLAS_THREAD_TIMEOUT = "4"
-if "numpy" not in sys.modules:
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+_respin = "OPENBLAS_THREAD_TIMEOUT" not in os.environ and "numpy" in sys.modules
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
 
 import numpy  # noqa: E402
+
+
+def _respin_openblas() -> None:
+    """Make an already loaded OpenBLAS re-read OPENBLAS_THREAD_TIMEOUT and restart its threads with it
+    (they start again at the next threaded call). Silently nothing where that is not possible."""
+    try:
+        import threadpoolctl
+
+        for library in threadpoolctl.ThreadpoolController().select(internal_api="openblas").lib_controllers:
+            read_env = getattr(library.dynlib, "openblas_read_env", None)
+            shutdown = getattr(library.dynlib, "blas_thread_shutdown_", None)
+            if read_env is not None and shutdown is not None:
+                read_env()
+                shutdown()
+    except Exception:  # noqa: BLE001  (an unusual BLAS build: keep its default spin)
+        pass
+
+
+if _respin:
+    _respin_openblas()
 
 ndarray = numpy.ndarray
 
