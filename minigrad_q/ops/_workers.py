@@ -41,6 +41,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def equal_chunks(n: int, most: int, threads: int) -> tuple[list[tuple[int, int]], int]:
+    """(chunks, workers): n items in chunks of at most `most` (>= 1), as many for each of `workers`
+    (<= threads) threads, the chunks equal give or take one item; no chunks for n = 0."""
+    count = -(-n // max(1, most))
+    workers = max(1, min(threads, count))
+    count = min(n, -(-count // workers) * workers)
+    bounds = [i * n // max(1, count) for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:])), workers
+
+
 def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int) -> list[Any]:
     """[work(chunk indices of worker w) for w in range(workers)]: worker w takes chunks w, w + T, ...;
     worker 0 is the calling thread. BLAS runs single-threaded meanwhile, also with one worker."""

@@ -24,7 +24,7 @@ from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from ._col2im import Col2im, WideCol2im, leading_dim, matmul_groups
 from ._windows import output_size, pair, sliding_windows
-from ._workers import blas_threads, run_in_workers
+from ._workers import blas_threads, equal_chunks, run_in_workers
 
 __all__ = ["conv2d"]
 
@@ -61,18 +61,11 @@ class _Geometry:
         self.wide = need_x and stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
         columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
         image_bytes = max(1, groups * self.rows * columns * itemsize)
-        count = -(-self.n // max(1, chunk_bytes // image_bytes))  # chunks of at most chunk_bytes (none if N = 0)
-        self.workers = max(1, min(threads, count))
-        self.count = min(self.n, -(-count // self.workers) * self.workers)  # as many chunks for every worker
-        self.batch = -(-self.n // self.count) if self.count else 1  # images in the largest chunk
+        self.chunks, self.workers = equal_chunks(self.n, chunk_bytes // image_bytes, threads)
+        self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)
-        self.column_bytes = self.count * groups * self.rows * self.ld * itemsize
+        self.column_bytes = len(self.chunks) * groups * self.rows * self.ld * itemsize
         self.per_image = self.area >= PER_IMAGE_AREA
-
-    def chunks(self) -> list[tuple[int, int]]:
-        """(start, stop) of each chunk: self.count chunks of equal size, give or take one image."""
-        bounds = [i * self.n // max(1, self.count) for i in range(self.count + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
 
     def pad_buffer(self, xp: Any, dtype: Any) -> Any:
         """Zeroed (batch, C, Hp, Wp) buffer whose interior each chunk overwrites; None without padding."""
@@ -159,7 +152,8 @@ class Conv2d(Function):
     """y = conv2d(x, w, b) as in the module docstring;  dW = dY Xᵀ,  dX = col2im(Wᵀ dY),  db = Σ dY.
 
     How it is computed (the choices were measured against torch on a 2-core AVX-512 machine):
-    - The batch goes in chunks whose column matrix X is about CHUNK_BYTES: im2col copies a strided
+    - The batch goes in equal chunks, as many for each worker, whose column matrix X is at most
+      CHUNK_BYTES (one image at least): im2col copies a strided
       window view of the (padded) chunk into a reused buffer; the GEMMs then run on cache-resident
       data. Rows of X are ordered (i, j, c). With >= PER_IMAGE_AREA output pixels, one GEMM per
       image writes y in NCHW directly and reads dY in place; smaller images take one GEMM per chunk
@@ -196,7 +190,7 @@ class Conv2d(Function):
         w_matrix = xp.ascontiguousarray(
             weight.reshape(groups, geo.kg, geo.cg, geo.kh, geo.kw).transpose(0, 1, 3, 4, 2)
         ).reshape(groups, geo.kg, geo.rows)
-        chunks = geo.chunks()
+        chunks = geo.chunks
         keep = need_w and geo.column_bytes <= SAVE_COLUMNS_BYTES[device]
         kept = xp.empty((len(chunks), groups, geo.rows, geo.ld), dtype=x.dtype) if keep else None
         out = xp.empty((geo.n, geo.k, geo.oh, geo.ow), dtype=x.dtype)
@@ -224,7 +218,7 @@ class Conv2d(Function):
             grad_y = xp.ascontiguousarray(grad_y)  # per-image GEMMs read it in place
         x, w_matrix, kept = self.saved
         dtype = grad_y.dtype
-        chunks = geo.chunks()
+        chunks = geo.chunks
         grad_x: Any = xp.empty((geo.n, geo.c, geo.h, geo.w), dtype=dtype) if need_x else None
 
         def work(indices: list[int]) -> tuple[Any, Any]:

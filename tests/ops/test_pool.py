@@ -9,6 +9,7 @@ import pytest
 from helpers import const, host, leaf
 
 import minigrad_q as mq
+import minigrad_q.ops.pool as pool_module
 
 rng = np.random.default_rng(0)
 
@@ -97,6 +98,20 @@ def test_pool_forward_and_gradient_match_loops(device, kind, shape, kernel, stri
     y, grad = forward_and_grad(lambda t: op(t, kernel, stride, padding), x, g, device)
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape, kernel, stride, padding", POOL_CASES, ids=str)
+def test_max_pool_in_chunks_on_worker_threads_matches_loops(monkeypatch, threads, shape, kernel, stride, padding):
+    """One leading index (image, or channel unbatched) per chunk, over 1-3 workers."""
+    monkeypatch.setattr(pool_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pool_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(pool_module, "blas_threads", lambda: threads)
+    x = np.round(rng.standard_normal(shape))  # ties too
+    expected, g, expected_grad = pool_reference(x, kernel, stride, padding, "max")
+    y, grad = forward_and_grad(lambda t: mq.max_pool2d(t, kernel, stride, padding), x, g, "cpu")
+    np.testing.assert_array_equal(y, expected)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
