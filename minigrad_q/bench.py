@@ -372,8 +372,8 @@ def write_markdown(results: dict[str, Any]) -> str:
         f"- NumPy {machine['numpy']}, BLAS: {machine['blas']}; thread pools: {machine['thread_pools']}",
         f"- PyTorch: {machine['torch'] or 'not installed'}",
         f"- OPENBLAS_CORETYPE: {machine['OPENBLAS_CORETYPE'] or 'unset'}",
-        f"- OPENBLAS_THREAD_TIMEOUT: {machine.get('OPENBLAS_THREAD_TIMEOUT') or 'unset'} (minigrad_q sets 4, idle BLAS "
-        "threads sleep at once, when it is imported before NumPy and the variable is unset)",
+        f"- OPENBLAS_THREAD_TIMEOUT: {machine.get('OPENBLAS_THREAD_TIMEOUT') or 'unset'} (minigrad_q sets 4 where it is "
+        "unset, so that idle BLAS threads sleep at once)",
         "- host memory: " + (
             "freed arrays up to 32 MiB stay in glibc's heap (minigrad_q's default at import; "
             "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"
