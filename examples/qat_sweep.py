@@ -35,14 +35,14 @@ def run(dataset: str, method, bits, seed: int, settings: dict) -> dict:
             "agreement": summary.get("integer_agreement"), "seconds": summary["wall_time_s"]}
 
 
-def mean_std(values) -> str:
-    """Mean ± standard deviation in percent over the runs that did not diverge (None), which are counted."""
+def mean_std(values, missing: str = "diverged") -> str:
+    """Mean ± standard deviation in percent over the runs with a value; the others (None) are counted as `missing`."""
     finite = [100 * v for v in values if v is not None]
-    diverged = f" ({len(values) - len(finite)} of {len(values)} diverged)" if len(finite) < len(values) else ""
+    absent = f" ({len(values) - len(finite)} of {len(values)} {missing})" if len(finite) < len(values) else ""
     if not finite:
-        return "diverged" + diverged
+        return missing + absent
     spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return f"{statistics.mean(finite):.2f} ± {spread:.2f}{diverged}"
+    return f"{statistics.mean(finite):.2f} ± {spread:.2f}{absent}"
 
 
 def sweep(dataset: str, seeds: int, settings: dict) -> list[list[str]]:
@@ -57,7 +57,9 @@ def sweep(dataset: str, seeds: int, settings: dict) -> list[list[str]]:
                 row += ["—", "—"]
             else:
                 agreements = [r["agreement"] for r in runs if r["agreement"] is not None]
-                row += [mean_std([r["integer"] for r in runs]), f"{100 * min(agreements):.2f}" if agreements else "—"]
+                trained = [r for r in runs if r["accuracy"] is not None]  # a diverged run has no model to convert
+                integer = mean_std([r["integer"] for r in trained], "not convertible") if trained else "—"
+                row += [integer, f"{100 * min(agreements):.2f}" if agreements else "—"]
             seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
             row.append(f"{statistics.mean(seconds):.1f}" if seconds else "—")
             rows.append(row)
@@ -76,7 +78,9 @@ def markdown(sections: list[tuple[str, str, list[list[str]]]], seeds: int, secon
         "which it predicts the same class as the fake-quant model. WkAk: k-bit weights (per channel) and",
         "k-bit activations. Methods: `ste` round + straight-through estimator, `dsq` differentiable soft",
         "quantization (alpha 0.2, fixed), `lsq` learned step size, `qnoise` QuantNoise (p = 0.5, STE",
-        "activations), `pact` PACT activations with STE weights.",
+        "activations), `pact` PACT activations with STE weights. A run that diverged (NaN or inf) is counted",
+        "as such; \"not convertible\": training left weights so large that a requantization multiplier does",
+        "not fit the fixed-point format (`RequantizationOverflow`).",
         "",
     ]
     for title, how, rows in sections:

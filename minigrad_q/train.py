@@ -338,6 +338,30 @@ def _say(config: TrainConfig, line: str) -> None:
         print(line, flush=True)
 
 
+def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[str, Any]) -> None:
+    """--convert: the integer model's test accuracy and agreement into `summary` (and its file with --save);
+    a model that cannot be converted (weights grown without bound) gets summary["integer_error"] instead."""
+    from . import quant
+
+    try:
+        integer_model = quant.convert(model)
+    except quant.RequantizationOverflow as error:
+        summary["integer_error"] = str(error)
+        _say(config, f"integer model: not converted: {error}")
+        return
+    integer = evaluate_integer(model, integer_model, test_loader)
+    summary.update(integer_test_accuracy=integer["accuracy"], integer_agreement=integer["agreement"])
+    saved = ""
+    if config.save:
+        path = integer_model_path(config.save)
+        integer_model.save(path)
+        summary["integer_model_path"] = path
+        saved = f"; saved to {path}"
+    _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
+                 f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} "
+                 f"of the test images{saved}")
+
+
 def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
           **overrides: Any) -> dict[str, Any]:
     """Train as `config` says (fields may also be given as keyword arguments); returns the summary dict.
@@ -422,20 +446,7 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         "history": history,
     }
     if config.convert:
-        from . import quant
-
-        integer_model = quant.convert(model)
-        integer = evaluate_integer(model, integer_model, test_loader)
-        summary.update(integer_test_accuracy=integer["accuracy"], integer_agreement=integer["agreement"])
-        saved = ""
-        if config.save:
-            path = integer_model_path(config.save)
-            integer_model.save(path)
-            summary["integer_model_path"] = path
-            saved = f"; saved to {path}"
-        _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
-                     f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} "
-                     f"of the test images{saved}")
+        _convert(config, model, test_loader, summary)
     _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
                  f"{_epochs(config.epochs)}; {wall:.1f} s in all, "
                  + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]

@@ -5,7 +5,7 @@ prepare_qat, and conversion to integer-only inference. The math is in docs/quant
 from ._qparams import FLOAT32_EPS, minmax_qparams, qrange, tensor_qparams
 from .dsq import dsq, dsq_soft
 from .fake_quant import fake_quant, round_ste
-from .integer import IntegerModel, IntegerModelError, convert, load_integer_model
+from .integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, load_integer_model
 from .lsq import lsq, lsq_init_step, lsq_surrogate
 from .modules import DSQQuantizer, FakeQuantize, LSQQuantizer, PACTQuantizer, QuantNoiseQuantizer
 from .noise import quant_noise, quant_noise_mask
@@ -25,5 +25,5 @@ __all__ = [
     "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",
     "QuantConv2d", "QuantLinear", "prepare_qat", "dsq_alpha_penalty", "dsq_alpha_schedule",
-    "convert", "IntegerModel", "IntegerModelError", "load_integer_model",
+    "convert", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",
 ]

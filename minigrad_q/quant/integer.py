@@ -69,7 +69,7 @@ from .integer_layers import (
     float_layer,
 )
 
-__all__ = ["IntegerModel", "IntegerModelError", "convert", "load_integer_model", "FORMAT"]
+__all__ = ["IntegerModel", "IntegerModelError", "RequantizationOverflow", "convert", "load_integer_model", "FORMAT"]
 
 FORMAT = "minigrad_q.integer/1"
 METADATA_KEY = "minigrad_q"
@@ -83,6 +83,11 @@ _LAYERS: dict[str, Any] = {
 
 class IntegerModelError(ValueError):
     """An integer model file that cannot be written or read; the message names the file."""
+
+
+class RequantizationOverflow(ValueError):
+    """convert: a layer's requantization multiplier s_x·s_w / s' is 2^30 or more, beyond the fixed-point
+    format; it happens when training let the weights grow without bound."""
 
 
 class IntegerModel(nn.Sequential):
@@ -231,7 +236,7 @@ def _plan(path: str, layer: nn.Module) -> _Plan:
     )
 
 
-def _requantizer(plan: _Plan, following: _Plan, relu: bool) -> Requantize:
+def _requantizer(plan: _Plan, following: _Plan, relu: bool, path: str) -> Requantize:
     """The fixed-point requantizer from `plan`'s accumulator to `following`'s input grid:
     M[k] = step[k] / s' = f·2^E (frexp, f in [1/2, 1)), m = rint(f·2^31), n = 31 − E, so that
     |acc·m| < 2^31·2^31 = 2^62 fits int64; o = rint(bias_remainder·m)."""
@@ -242,7 +247,10 @@ def _requantizer(plan: _Plan, following: _Plan, relu: bool) -> Requantize:
     carry = m == 2.0**31
     m[carry], shift[carry] = 2.0**30, shift[carry] - 1
     if (shift < 1).any():
-        raise ValueError(f"convert: requantization multiplier {multiplier.max():.4g} is too large (>= 2^30)")
+        raise RequantizationOverflow(
+            f"convert: layer {path}: requantization multiplier {multiplier.max():.4g} is too large (>= 2^30): its "
+            f"accumulator step s_x·s_w reaches {plan.step.max():.4g} against the next layer's input step "
+            f"{_numpy.max(following.input_scale):.4g}; weights that large mean training diverged")
     tiny = shift > 62  # M < 2^-32: fewer significant bits, at most 2^-62 absolute error
     m[tiny], shift[tiny] = _numpy.rint(multiplier[tiny] * 2.0**62), 62
     offset = _numpy.rint(plan.bias_remainder * m)
@@ -312,7 +320,7 @@ def convert(model: nn.Module) -> IntegerModel:
             elif isinstance(other, nn.Flatten):
                 seen_flatten = True
                 flattens.append((other_path, nn.Flatten(other.start_dim, other.end_dim)))
-        add(_requantizer(plan, plans[position + 1], relu), path)
+        add(_requantizer(plan, plans[position + 1], relu, path), path)
         for other_path, flatten in flattens:
             add(flatten, other_path)
     for path, layer in leaves[last + 1:]:

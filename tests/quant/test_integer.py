@@ -12,7 +12,7 @@ from minigrad_q import nn, ops
 from minigrad_q.data.digits import load_digits
 from minigrad_q.models import lenet5
 from minigrad_q.quant.fake_quant import fake_quant
-from minigrad_q.quant.integer import IntegerModel, IntegerModelError, convert, load_integer_model
+from minigrad_q.quant.integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, load_integer_model
 from minigrad_q.quant.integer_layers import (
     Dequantize,
     IntegerConv2d,
@@ -320,6 +320,14 @@ def test_requantization_multiplier_is_the_scale_ratio():
     ratio = (np.float64(model[0].act_quant.scale.data[0]) * model[0].weight_quant.scale.data.astype(np.float64)
              / np.float64(model[4].act_quant.scale.data[0]))
     np.testing.assert_allclose(multiplier, ratio, rtol=2.0**-30)
+
+
+def test_weights_grown_without_bound_give_a_clear_error_naming_the_layer():
+    model = tiny_model()
+    model[0].weight.data *= 1e12  # what a diverging run leaves behind
+    model[0].weight_quant = weight_grid(model[0].weight.data)
+    with pytest.raises(RequantizationOverflow, match=r"layer 0: requantization multiplier .* too large .*training diverged"):
+        convert(model)
 
 
 def test_integer_max_pool_matches_max_pool_on_floats():

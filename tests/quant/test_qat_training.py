@@ -17,3 +17,16 @@ def test_w4a4_lenet5_is_within_two_points_of_float32_and_converts(float_accuracy
     assert summary["test_accuracy"] >= float_accuracy - 0.02
     assert summary["integer_agreement"] >= 0.999
     assert abs(summary["integer_test_accuracy"] - summary["test_accuracy"]) <= 0.001 + 1e-12
+
+
+def test_a_model_that_cannot_be_converted_still_gives_its_training_summary(monkeypatch, capsys):
+    from minigrad_q import quant
+
+    def overflow(model):
+        raise quant.RequantizationOverflow("convert: layer 3: requantization multiplier 2.4e+15 is too large")
+
+    monkeypatch.setattr(quant, "convert", overflow)
+    summary = train(TrainConfig(quant="ste", wbits=2, abits=2, convert=True, epochs=1, progress=False))
+    assert summary["integer_error"].startswith("convert: layer 3")
+    assert "integer_test_accuracy" not in summary and summary["test_accuracy"] > 0
+    assert "integer model: not converted: convert: layer 3" in capsys.readouterr().out

@@ -1,0 +1,49 @@
+"""The worker-thread helpers shared by conv2d, max_pool2d and the quantizers: equal chunks, fixed
+assignment of chunks to workers, results in worker order, BLAS on one thread meanwhile."""
+
+import threading
+
+import pytest
+
+from minigrad_q.ops import _workers
+
+
+@pytest.mark.parametrize("n, most, threads", [(128, 34, 2), (64, 1, 2), (5, 2, 3), (7, 100, 2), (1, 1, 4), (10, 3, 1)])
+def test_equal_chunks_cover_the_items_once_in_equal_parts_as_many_per_worker(n, most, threads):
+    chunks, workers = _workers.equal_chunks(n, most, threads)
+    assert [i for start, stop in chunks for i in range(start, stop)] == list(range(n))
+    sizes = [stop - start for start, stop in chunks]
+    assert max(sizes) - min(sizes) <= 1
+    assert 1 <= workers <= threads
+    assert len(chunks) % workers == 0 or len(chunks) == n  # equal shares, unless there are too few items
+    assert max(sizes) <= max(most, -(-n // len(chunks)))
+    if workers == 1:
+        assert max(sizes) <= most or len(chunks) == n
+
+
+def test_equal_chunks_of_nothing_and_of_what_fits_one_chunk():
+    assert _workers.equal_chunks(0, 8, 2) == ([], 1)
+    assert _workers.equal_chunks(6, 100, 2) == ([(0, 6)], 1)  # one chunk's work stays on one thread
+    assert _workers.equal_chunks(6, 5, 2) == ([(0, 3), (3, 6)], 2)  # two chunks: one for each worker
+
+
+def test_run_in_workers_gives_each_worker_every_t_th_chunk_and_returns_in_worker_order():
+    seen = {}
+
+    def work(indices):
+        seen[tuple(indices)] = threading.get_ident()
+        return sum(indices)
+
+    assert _workers.run_in_workers(work, 7, 3) == [0 + 3 + 6, 1 + 4, 2 + 5]
+    assert set(seen) == {(0, 3, 6), (1, 4), (2, 5)}
+    assert seen[(0, 3, 6)] == threading.get_ident()  # worker 0 is the calling thread
+    assert seen[(1, 4)] != threading.get_ident() and seen[(2, 5)] != threading.get_ident()
+
+
+def test_blas_runs_on_one_thread_inside_the_workers_and_is_restored_after():
+    if _workers.blas_threads() < 2:
+        pytest.skip("the BLAS runs on one thread already (or threadpoolctl cannot tell)")
+    before = _workers.blas_threads()
+    inside = _workers.run_in_workers(lambda indices: _workers.blas_threads(), 2, 1)
+    assert inside == [1]
+    assert _workers.blas_threads() == before
