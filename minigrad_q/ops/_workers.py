@@ -1,10 +1,11 @@
-"""Worker threads for chunked array work (conv2d's batch chunks, the quantizers' element chunks).
+"""Worker threads for chunked array work (conv2d's and max_pool2d's batch chunks; the quantizers'
+driver, quant/_chunks.py, asks usable_cores only).
 
 NumPy releases the GIL inside its loops and GEMMs, so T threads that each take every T-th chunk of
-cache-resident work run in parallel. While they run, BLAS is held to one thread: OpenBLAS's own
-threads would compete with the workers for the same cores (LeNet-5's convs on 2 cores: 15.2 ms with
-2 BLAS threads, 9.5 ms with 1). Chunks go to workers by a fixed rule and results come back in worker
-order, so sums of partial results are reproducible.
+cache-resident work (equal_chunks splits it) run in parallel. While work that calls BLAS runs, BLAS
+is held to one thread: OpenBLAS's own threads would compete with the workers for the same cores
+(LeNet-5's convs on 2 cores: 15.2 ms with 2 BLAS threads, 9.5 ms with 1). Chunks go to workers by a
+fixed rule and results come back in worker order, so sums of partial results are reproducible.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def equal_chunks(n: int, most: int, threads: int) -> tuple[list[tuple[int, int]]
     return list(zip(bounds[:-1], bounds[1:])), workers
 
 
-def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int) -> list[Any]:
+def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, blas: bool = True) -> list[Any]:
     """[work(chunk indices of worker w) for w in range(workers)]: worker w takes chunks w, w + T, ...;
-    worker 0 is the calling thread. BLAS runs single-threaded meanwhile, also with one worker."""
-    controllers = blas_controllers()
+    worker 0 is the calling thread. When the work calls BLAS (`blas`), BLAS runs single-threaded
+    meanwhile, also with one worker."""
+    if workers <= 1 and not blas:
+        return [work(list(range(chunks)))]
+    controllers = blas_controllers() if blas else []
     saved = [c.get_num_threads() for c in controllers]
     for c, count in zip(controllers, saved):
         if count != 1:

@@ -164,7 +164,7 @@ class MaxPool2d(Function):
                 part = index[start:stop] if index is not None else None
                 _window_max(xp, source[start:stop], windows, out[start:stop], part, greater[: stop - start])
 
-        run_in_workers(work, len(self.chunks), self.workers)
+        run_in_workers(work, len(self.chunks), self.workers, blas=False)
         self.save_for_backward(index)
         return out
 
@@ -180,7 +180,7 @@ class MaxPool2d(Function):
                 _spread_to_max(xp, index[start:stop], grad_output[start:stop], windows, grad[start:stop],
                                chosen[: stop - start])
 
-        run_in_workers(work, len(self.chunks), self.workers)
+        run_in_workers(work, len(self.chunks), self.workers, blas=False)
         return _unpadded(xp, grad, windows.padding, self.input_shape)
 
 

@@ -47,3 +47,9 @@ def test_blas_runs_on_one_thread_inside_the_workers_and_is_restored_after():
     inside = _workers.run_in_workers(lambda indices: _workers.blas_threads(), 2, 1)
     assert inside == [1]
     assert _workers.blas_threads() == before
+
+
+def test_work_without_blas_leaves_the_blas_threads_alone():
+    before = _workers.blas_threads()
+    assert _workers.run_in_workers(lambda indices: _workers.blas_threads(), 3, 2, blas=False) == [before, before]
+    assert _workers.run_in_workers(lambda indices: indices, 3, 1, blas=False) == [[0, 1, 2]]
