@@ -312,6 +312,12 @@ def empty(shape: tuple[int, ...], dtype: Any) -> Any:
     return array
 
 
+def quiet_float_errors() -> Any:
+    """A context in which NumPy does not warn about overflow, invalid values or division by zero (CuPy
+    never does): for a training loop that detects NaN and inf itself and says so."""
+    return numpy.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 # ---------------------------------------------------------------- random
 def manual_seed(seed: int) -> None:
     """Seed the generators of every device (cpu now, cuda ones when first used)."""

@@ -222,7 +222,7 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
     norm_steps = 0
     seen = 0
     start = time.perf_counter()
-    with _progress_bar(len(loader), description, progress) as bar:
+    with _progress_bar(len(loader), description, progress) as bar, backend.quiet_float_errors():
         for step, (images, labels) in enumerate(loader, 1):
             try:
                 logits = model(images)

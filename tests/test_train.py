@@ -193,7 +193,7 @@ def test_train_command_with_a_damaged_checkpoint(capsys, tmp_path):
     assert f"checkpoint {path} is corrupted or not a minigrad_q checkpoint" in err
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow warnings on the way to NaN
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no NumPy overflow warnings on the way to NaN either
 @pytest.mark.parametrize("quant", [{}, {"quant": "ste", "wbits": 2, "abits": 2}])
 def test_a_diverging_run_stops_with_a_clear_error(quant):
     from minigrad_q.train import TrainingDiverged

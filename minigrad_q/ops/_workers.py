@@ -11,6 +11,7 @@ fixed rule and results come back in worker order, so sums of partial results are
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import os
 from collections.abc import Callable
 from typing import Any
@@ -72,7 +73,9 @@ def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, 
                 _pool.shutdown(wait=False)
             _pool = concurrent.futures.ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad_q-worker")
             _pool_size = workers - 1
-        futures = [_pool.submit(work, list(range(w, chunks, workers))) for w in range(1, workers)]
+        # each worker runs in a copy of this thread's context: NumPy's errstate, for one, holds there too
+        futures = [_pool.submit(contextvars.copy_context().run, work, list(range(w, chunks, workers)))
+                   for w in range(1, workers)]
         return [work(list(range(0, chunks, workers)))] + [f.result() for f in futures]
     finally:
         for c, count in zip(controllers, saved):

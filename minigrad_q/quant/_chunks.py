@@ -41,6 +41,7 @@ then all chunks to one value per channel (shape (C,); () per-tensor), in float64
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,7 +110,8 @@ def elementwise(kernel: Callable[..., Any], arrays: Sequence[Any], row_size: int
     if threads == 1:
         return work(0, len(starts))
     bounds = [len(starts) * t // threads for t in range(threads + 1)]
-    futures = [_worker_pool().submit(work, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    futures = [_worker_pool().submit(contextvars.copy_context().run, work, bounds[t], bounds[t + 1])
+               for t in range(1, threads)]  # in this thread's context: NumPy's errstate holds there too
     results = work(bounds[0], bounds[1])
     for future in futures:
         results.extend(future.result())

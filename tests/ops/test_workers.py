@@ -53,3 +53,13 @@ def test_work_without_blas_leaves_the_blas_threads_alone():
     before = _workers.blas_threads()
     assert _workers.run_in_workers(lambda indices: _workers.blas_threads(), 3, 2, blas=False) == [before, before]
     assert _workers.run_in_workers(lambda indices: indices, 3, 1, blas=False) == [[0, 1, 2]]
+
+
+def test_workers_run_in_the_callers_context_so_numpy_errstate_holds_there():
+    import numpy as np
+
+    if int(np.__version__.split(".")[0]) < 2:
+        pytest.skip("NumPy keeps errstate in a context variable from 2.0 on (thread-local before)")
+    with np.errstate(over="ignore", invalid="raise"):
+        seen = _workers.run_in_workers(lambda indices: (np.geterr()["over"], np.geterr()["invalid"]), 4, 2)
+    assert seen == [("ignore", "raise")] * 2
