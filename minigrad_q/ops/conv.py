@@ -153,11 +153,11 @@ class Conv2d(Function):
 
     How it is computed (the choices were measured against torch on a 2-core AVX-512 machine):
     - The batch goes in equal chunks, as many for each worker, whose column matrix X is at most
-      CHUNK_BYTES (one image at least): im2col copies a strided
-      window view of the (padded) chunk into a reused buffer; the GEMMs then run on cache-resident
-      data. Rows of X are ordered (i, j, c). With >= PER_IMAGE_AREA output pixels, one GEMM per
-      image writes y in NCHW directly and reads dY in place; smaller images take one GEMM per chunk
-      and a reorder (tiny per-image GEMMs cost more than the copy).
+      CHUNK_BYTES (one image at least): im2col copies a strided window view of the (padded) chunk
+      into a reused buffer; the GEMMs then run on cache-resident data. Rows of X are ordered
+      (i, j, c). With >= PER_IMAGE_AREA output pixels, one GEMM per image writes y in NCHW directly
+      and reads dY in place; smaller images take one GEMM per chunk and a reorder (tiny per-image
+      GEMMs cost more than the copy).
     - X is kept for dW when all chunks together fit SAVE_COLUMNS_BYTES, else recomputed chunk by
       chunk in backward: an in-cache copy beats writing and re-reading 75 MB through DRAM (measured
       59 vs 67 ms for N=64 C=K=32 32x32). Only what backward needs is kept: X or the input for dW,
