@@ -7,10 +7,12 @@ is used only when `cupy.is_available()` says a GPU is really there.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 # OpenBLAS's idle threads spin for 2^28 cycles (about 0.1 s) after each threaded call, holding a core
@@ -316,6 +318,34 @@ def quiet_float_errors() -> Any:
     """A context in which NumPy does not warn about overflow, invalid values or division by zero (CuPy
     never does): for a training loop that detects NaN and inf itself and says so."""
     return numpy.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+# ---------------------------------------------------------------- fused kernels
+# Ops with a fused path (the quantizers' chunked NumPy passes and CUDA kernels, conv2d's and
+# max_pool2d's worker chunks) take it while this is on; off, they run their plain array code.
+# Both compute the same values (tests check it). Off for a run: MINIGRAD_Q_FUSED=0.
+_fused = os.environ.get("MINIGRAD_Q_FUSED", "1") != "0"
+
+
+def fused_enabled() -> bool:
+    """Whether ops take their fused path (the default) or their plain one."""
+    return _fused
+
+
+def set_fused(enabled: bool) -> None:
+    global _fused
+    _fused = bool(enabled)
+
+
+@contextlib.contextmanager
+def use_fused(enabled: bool) -> Iterator[None]:
+    """``with backend.use_fused(False):`` runs the plain array code of every op inside."""
+    previous = _fused
+    set_fused(enabled)
+    try:
+        yield
+    finally:
+        set_fused(previous)
 
 
 # ---------------------------------------------------------------- random

@@ -23,8 +23,8 @@ class Cast(Function):
         self.input_dtype = x.dtype
         return x.astype(dtype)
 
-    def backward(self, gy: Any) -> Any:
-        return gy.astype(self.input_dtype)
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output.astype(self.input_dtype)
 
 
 class ToDevice(Function):
@@ -35,8 +35,8 @@ class ToDevice(Function):
         self.xp = backend.array_module(device)  # the output's array module (the engine makes grads with it)
         return backend.to_device(x, device)
 
-    def backward(self, gy: Any) -> Any:
-        return backend.to_device(gy, self.source)
+    def backward(self, grad_output: Any) -> Any:
+        return backend.to_device(grad_output, self.source)
 
 
 class Clone(Function):
@@ -45,8 +45,8 @@ class Clone(Function):
     def forward(self, x: Any) -> Any:
         return x.copy()
 
-    def backward(self, gy: Any) -> Any:
-        return gy
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output
 
 
 register_spec(

@@ -54,8 +54,8 @@ class Add(Function):
         except ValueError as error:
             raise _error("add", error, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
-        return gy, gy
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output, grad_output
 
 
 class Sub(Function):
@@ -69,8 +69,8 @@ class Sub(Function):
         except (ValueError, TypeError) as error:  # TypeError: NumPy refuses bool - bool, as PyTorch does
             raise _error("sub", error, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
-        return gy, (-gy if self.needs_input_grad[1] else None)
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output, (-grad_output if self.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -86,9 +86,9 @@ class Mul(Function):
         except ValueError as error:
             raise _error("mul", error, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         a, b = self.saved
-        return (None if b is None else gy * b), (None if a is None else gy * a)
+        return (None if b is None else grad_output * b), (None if a is None else grad_output * a)
 
 
 class Div(Function):
@@ -104,9 +104,9 @@ class Div(Function):
         self.save_for_backward(b, y if self.needs_input_grad[1] else None)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         b, y = self.saved
-        ga = gy / b  # gy/b is also the first factor of gb
+        ga = grad_output / b  # grad_output/b is also the first factor of gb
         gb = None
         if self.needs_input_grad[1]:
             gb = ga * y
@@ -123,8 +123,8 @@ class Neg(Function):
         except TypeError as error:  # NumPy refuses -bool, as PyTorch does
             raise _error("neg", error, x) from None
 
-    def backward(self, gy: Any) -> Any:
-        return -gy
+    def backward(self, grad_output: Any) -> Any:
+        return -grad_output
 
 
 def _sample_pair(d: Any, divisor: bool = False) -> tuple[Any, Any]:
@@ -170,12 +170,12 @@ class PowTensorScalar(Function):
         except ValueError as error:  # NumPy refuses integers to negative integer powers, as PyTorch does
             raise _error("pow", error, x, exponent) from None
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         (x,) = self.saved
         exponent = self.exponent
         if exponent == 0:
-            return self.xp.zeros_like(gy)
-        gx = self.xp.multiply(gy, exponent)
+            return self.xp.zeros_like(grad_output)
+        gx = self.xp.multiply(grad_output, exponent)
         gx *= x if exponent == 2 else _power(x, exponent - 1)
         return gx
 
@@ -194,18 +194,18 @@ class Pow(Function):
         self.save_for_backward(a, b, y if self.needs_input_grad[1] else None)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         a, b, y = self.saved
         xp = self.xp
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = xp.power(a, b - 1)
             ga *= b
-            ga *= gy
+            ga *= grad_output
             ga = xp.where(b == 0, 0, ga)
         if self.needs_input_grad[1]:
             gb = xp.multiply(y, xp.log(a))
-            gb *= gy
+            gb *= grad_output
             gb = xp.where((a == 0) & (b >= 0), 0, gb)
         return ga, gb
 
@@ -223,10 +223,10 @@ class PowScalarTensor(Function):
         self.save_for_backward(b if base == 0 else None, y)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         b, y = self.saved
         gb = self.xp.multiply(y, self.log_base)
-        gb *= gy
+        gb *= grad_output
         if b is not None:
             gb = self.xp.where(b >= 0, 0, gb)
         return None, gb

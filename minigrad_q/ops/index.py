@@ -24,9 +24,9 @@ class GetItem(Function):
     integer arrays and bool masks, in any combination (slices may also step backwards,
     which NumPy allows and torch refuses).
 
-    gx = zeros shaped like x, with gy added at the positions x[index] read. Basic
-    indexing and bool masks read each position at most once, so gy is assigned there;
-    integer arrays may repeat a position, so gy is summed per position (bincount over
+    gx = zeros shaped like x, with grad_output added at the positions x[index] read. Basic
+    indexing and bool masks read each position at most once, so grad_output is assigned there;
+    integer arrays may repeat a position, so grad_output is summed per position (bincount over
     flat positions, never np.add.at).
     """
 
@@ -36,18 +36,18 @@ class GetItem(Function):
         self.save_for_backward(*index)
         return x[index]
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         xp, index = self.xp, self.saved
-        if not self.may_repeat or gy.size == 0:  # (cupy.bincount fails on no positions)
-            g = xp.zeros(self.input_shape, dtype=gy.dtype)
-            g[index] = gy
+        if not self.may_repeat or grad_output.size == 0:  # (cupy.bincount fails on no positions)
+            g = xp.zeros(self.input_shape, dtype=grad_output.dtype)
+            g[index] = grad_output
             return g
         size = 1
         for s in self.input_shape:
             size *= s
         positions = xp.arange(size).reshape(self.input_shape)[index]  # the flat position each output read
-        g = xp.bincount(positions.reshape(-1), weights=gy.reshape(-1), minlength=size)
-        return g.astype(gy.dtype, copy=False).reshape(self.input_shape)
+        g = xp.bincount(positions.reshape(-1), weights=grad_output.reshape(-1), minlength=size)
+        return g.astype(grad_output.dtype, copy=False).reshape(self.input_shape)
 
 
 def _getitem_sample(d: Any) -> tuple[Any, ...]:
@@ -140,7 +140,7 @@ def _describe(index: Any) -> str:
 
 # ---------------------------------------------------------------- cat / stack
 class Cat(Function):
-    """y = [x_1, ..., x_n] joined along dim; gx_i = the slice of gy that x_i became."""
+    """y = [x_1, ..., x_n] joined along dim; gx_i = the slice of grad_output that x_i became."""
 
     def forward(self, *args: Any) -> Any:
         *arrays, dim = args
@@ -148,11 +148,11 @@ class Cat(Function):
         self.sizes = [a.shape[dim] for a in arrays]
         return self.xp.concatenate(arrays, axis=dim)
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         grads = []
         start = 0
         for size, needed in zip(self.sizes, self.needs_input_grad):
-            grads.append(gy[_along(self.dim, slice(start, start + size))] if needed else None)
+            grads.append(grad_output[_along(self.dim, slice(start, start + size))] if needed else None)
             start += size
         return tuple(grads)
 
@@ -188,15 +188,15 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 class Stack(Function):
-    """y = [x_1, ..., x_n] stacked along a new dim; gx_i = gy[..., i, ...] at that dim."""
+    """y = [x_1, ..., x_n] stacked along a new dim; gx_i = grad_output[..., i, ...] at that dim."""
 
     def forward(self, *args: Any) -> Any:
         *arrays, dim = args
         self.dim = dim
         return self.xp.stack(arrays, axis=dim)
 
-    def backward(self, gy: Any) -> Any:
-        return tuple(gy[_along(self.dim, i)] if needed else None for i, needed in enumerate(self.needs_input_grad))
+    def backward(self, grad_output: Any) -> Any:
+        return tuple(grad_output[_along(self.dim, i)] if needed else None for i, needed in enumerate(self.needs_input_grad))
 
 
 def _stack_sample(d: Any) -> tuple[Any, ...]:
@@ -297,7 +297,7 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
 class Pad(Function):
     """y = x with `before`/`after` entries of `value` added per dim (negative amounts crop).
 
-    gx = gy over the region that holds x (zeros where x was cropped away).
+    gx = grad_output over the region that holds x (zeros where x was cropped away).
     """
 
     def forward(self, x: Any, widths: tuple[tuple[int, int], ...], value: Any) -> Any:
@@ -317,11 +317,11 @@ class Pad(Function):
         y[self.target] = x[self.source]
         return y
 
-    def backward(self, gy: Any) -> Any:
-        inner = gy[self.target]
+    def backward(self, grad_output: Any) -> Any:
+        inner = grad_output[self.target]
         if not self.crops:
             return inner
-        g = self.xp.zeros(self.input_shape, dtype=gy.dtype)
+        g = self.xp.zeros(self.input_shape, dtype=grad_output.dtype)
         g[self.source] = inner
         return g
 

@@ -49,7 +49,7 @@ def _reduce(xp: Any, losses: Any, reduction: str) -> Any:
 
 
 def _weights(grad_output: Any, reduction: str, count: int) -> Any:
-    """dL/d(loss_m) for each of the `count` per-target losses: gy, or gy / count for the mean."""
+    """dL/d(loss_m) for each of the `count` per-target losses: grad_output, or grad_output / count for the mean."""
     if reduction == "mean":
         return grad_output * (1 / max(count, 1))
     return grad_output.reshape(-1) if reduction == "none" else grad_output

@@ -131,7 +131,7 @@ def _matrix_mean(xp: Any, x: Any, rows: Any, columns: Any) -> Any:
 
 
 def _matrix_mean_backward(xp: Any, grad_output: Any, rows: Any, columns: Any, shape: tuple[int, ...]) -> Any:
-    """dx = rowsᵀ · gy · columns, the same way round: the last GEMM writes dx in place."""
+    """dx = rowsᵀ · grad_output · columns, the same way round: the last GEMM writes dx in place."""
     h, oh, ow = shape[-2], rows.shape[0], columns.shape[0]
     half = xp.ascontiguousarray(grad_output.reshape(-1, oh, ow).swapaxes(1, 2)).reshape(-1, oh) @ rows
     half = xp.ascontiguousarray(half.reshape(-1, ow, h).swapaxes(1, 2)).reshape(-1, ow)
@@ -142,7 +142,7 @@ def _matrix_mean_backward(xp: Any, grad_output: Any, rows: Any, columns: Any, sh
 
 # ---------------------------------------------------------------- max_pool2d
 class MaxPool2d(Function):
-    """y = max of x over each kh×kw window (padding -inf);  dx = gy at the window's argmax, 0 elsewhere.
+    """y = max of x over each kh×kw window (padding -inf);  dx = grad_output at the window's argmax, 0 elsewhere.
 
     Ties: the first maximum in row-major window order gets the whole gradient (torch). NaN in a
     window gives NaN. Forward keeps, per window, the offset k = i·kw + j of its first maximum:
@@ -225,7 +225,7 @@ def _spread_to_max(xp: Any, index: Any, grad_output: Any, windows: Windows, grad
 # ---------------------------------------------------------------- avg_pool2d
 class AvgPool2d(Function):
     """y = (1/(kh·kw)) Σ x over each window, zero padding counted (count_include_pad=True, torch's default);
-    dx = Σ over the windows holding x of gy / (kh·kw)."""
+    dx = Σ over the windows holding x of grad_output / (kh·kw)."""
 
     def forward(self, x: Any, windows: Windows) -> Any:
         xp = self.xp
@@ -243,7 +243,7 @@ class AvgPool2d(Function):
 class AdaptiveAvgPool2d(Function):
     """y[..., i, j] = mean of x over rows [floor(i·H/oh), ceil((i+1)·H/oh)) and columns
     [floor(j·W/ow), ceil((j+1)·W/ow)) (torch's rule). The mean is separable: y = Ph x Pwᵀ with
-    Ph[i, r] = 1/len(row range i) inside it, so dx = Phᵀ gy Pw. When oh divides H and ow divides W
+    Ph[i, r] = 1/len(row range i) inside it, so dx = Phᵀ grad_output Pw. When oh divides H and ow divides W
     the windows tile the input and the avg_pool2d path (kernel = stride = H/oh, W/ow) is used."""
 
     def forward(self, x: Any, out_size: Pair) -> Any:

@@ -56,7 +56,7 @@ def _mean(xp: Any, x: Any, axes: tuple[int, ...], keepdims: bool, count: int) ->
 
 # ---------------------------------------------------------------- sum, mean
 class Sum(Function):
-    """y = Σ x over the reduced dims;  ∂y/∂x = 1, so dx = gy broadcast back.
+    """y = Σ x over the reduced dims;  ∂y/∂x = 1, so dx = grad_output broadcast back.
 
     Bool and integer tensors sum to int64 (as torch), without gradient."""
 
@@ -70,7 +70,7 @@ class Sum(Function):
 
 
 class Mean(Function):
-    """y = (1/N) Σ x over the N reduced elements;  dx = gy / N broadcast back. N = 0 gives nan (torch)."""
+    """y = (1/N) Σ x over the N reduced elements;  dx = grad_output / N broadcast back. N = 0 gives nan (torch)."""
 
     def forward(self, x: Any, axes: tuple[int, ...], keepdim: bool) -> Any:
         self.input_shape, self.axes = x.shape, axes
@@ -134,7 +134,7 @@ class Std(Var):
 
 # ---------------------------------------------------------------- max, min
 class Amax(Function):
-    """y = max of x over the reduced dims;  dx = gy / (number of maxima) at each maximum, 0 elsewhere.
+    """y = max of x over the reduced dims;  dx = grad_output / (number of maxima) at each maximum, 0 elsewhere.
 
     Ties share the gradient evenly: torch's convention for amax/amin and for max()/min() without dim."""
 
@@ -157,13 +157,13 @@ class Amax(Function):
 
 
 class Amin(Amax):
-    """y = min of x over the reduced dims;  dx = gy / (number of minima) at each minimum, 0 elsewhere (ties split)."""
+    """y = min of x over the reduced dims;  dx = grad_output / (number of minima) at each minimum, 0 elsewhere (ties split)."""
 
     largest = False
 
 
 class MaxDim(Function):
-    """(values, indices) = max of x along one dim;  dx = gy at the returned index, 0 elsewhere.
+    """(values, indices) = max of x along one dim;  dx = grad_output at the returned index, 0 elsewhere.
 
     The index is the first maximum (torch), so a tie sends the whole gradient to its first element."""
 
@@ -190,7 +190,7 @@ class MaxDim(Function):
 
 
 class MinDim(MaxDim):
-    """(values, indices) = min of x along one dim;  dx = gy at the returned (first) index, 0 elsewhere."""
+    """(values, indices) = min of x along one dim;  dx = grad_output at the returned (first) index, 0 elsewhere."""
 
     largest = False
 

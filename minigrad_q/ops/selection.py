@@ -32,18 +32,18 @@ def _weight_of_larger(first: Any, second: Any, dtype: Any) -> Any:
     return weight
 
 
-def _selection_grads(needs: tuple[bool, ...], gy: Any, first: Any, second: Any) -> tuple[Any, Any]:
+def _selection_grads(needs: tuple[bool, ...], grad_output: Any, first: Any, second: Any) -> tuple[Any, Any]:
     """Gradients of max(a, b) (first = a, second = b) or of min(a, b) (first = b, second = a)."""
     ga = gb = None
     if needs[0]:
-        ga = _weight_of_larger(first, second, gy.dtype)
-        ga *= gy
+        ga = _weight_of_larger(first, second, grad_output.dtype)
+        ga *= grad_output
     if needs[1]:
         if ga is not None:
-            gb = gy - ga
+            gb = grad_output - ga
         else:
-            gb = _weight_of_larger(second, first, gy.dtype)
-            gb *= gy
+            gb = _weight_of_larger(second, first, grad_output.dtype)
+            gb *= grad_output
     return ga, gb
 
 
@@ -59,9 +59,9 @@ class Maximum(Function):
         except ValueError as error:
             raise _error("maximum", error, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         a, b = self.saved
-        return _selection_grads(self.needs_input_grad, gy, a, b)
+        return _selection_grads(self.needs_input_grad, grad_output, a, b)
 
 
 class Minimum(Function):
@@ -76,9 +76,9 @@ class Minimum(Function):
         except ValueError as error:
             raise _error("minimum", error, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         a, b = self.saved
-        return _selection_grads(self.needs_input_grad, gy, b, a)
+        return _selection_grads(self.needs_input_grad, grad_output, b, a)
 
 
 class Clamp(Function):
@@ -111,24 +111,24 @@ class Clamp(Function):
         self.save_for_backward(x, low, high)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         if self.number_bounds:  # y == x exactly where min <= x <= max
             x, y = self.saved
             if self.empty_range:
-                return self.xp.zeros_like(gy)
-            gx = (y == x).astype(gy.dtype)
-            gx *= gy
+                return self.xp.zeros_like(grad_output)
+            gx = (y == x).astype(grad_output.dtype)
+            gx *= grad_output
             return gx
         x, low, high = self.saved
         multiply, needs = self.xp.multiply, self.needs_input_grad
         gx = g_low = g_high = None
         if needs[0]:
             inside = x <= high if low is None else x >= low if high is None else (x >= low) & (x <= high)
-            gx = multiply(gy, inside)
+            gx = multiply(grad_output, inside)
         if needs[1]:
-            g_low = multiply(gy, (x < low) if high is None else (x < low) & (low < high))
+            g_low = multiply(grad_output, (x < low) if high is None else (x < low) & (low < high))
         if needs[2]:
-            g_high = multiply(gy, (x > high) if low is None else (x > high) | (high < low))
+            g_high = multiply(grad_output, (x > high) if low is None else (x > high) | (high < low))
         return gx, g_low, g_high
 
 
@@ -144,11 +144,11 @@ class Where(Function):
         except ValueError as error:
             raise _error("where", error, condition, a, b) from None
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         (condition,) = self.saved
         needs = self.needs_input_grad
-        ga = self.xp.multiply(gy, condition) if needs[1] else None
-        gb = self.xp.multiply(gy, ~condition) if needs[2] else None
+        ga = self.xp.multiply(grad_output, condition) if needs[1] else None
+        gb = self.xp.multiply(grad_output, ~condition) if needs[2] else None
         return None, ga, gb
 
 

@@ -32,7 +32,7 @@ def _as_shape(op: str, shape: Any) -> tuple[int, ...]:
 class Reshape(Function):
     """y = x laid out in a new shape with the same elements in row-major order.
 
-    dy/dx is the identity on elements: gx = gy reshaped to x's shape.
+    dy/dx is the identity on elements: gx = grad_output reshaped to x's shape.
     Forward is a view when x's strides allow it (always for contiguous x).
     """
 
@@ -40,8 +40,8 @@ class Reshape(Function):
         self.input_shape = x.shape
         return x.reshape(shape)
 
-    def backward(self, gy: Any) -> Any:
-        return gy.reshape(self.input_shape)
+    def backward(self, grad_output: Any) -> Any:
+        return grad_output.reshape(self.input_shape)
 
 
 def _reshape_sample(d: Any) -> tuple[Any, ...]:
@@ -127,18 +127,18 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
 class Permute(Function):
     """y = x with its axes reordered: y.shape[i] = x.shape[dims[i]].
 
-    gx = gy with the inverse permutation applied. Forward is a strided view (no copy).
+    gx = grad_output with the inverse permutation applied. Forward is a strided view (no copy).
     """
 
     def forward(self, x: Any, dims: tuple[int, ...]) -> Any:
         self.dims = dims
         return x.transpose(dims)
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         inverse = [0] * len(self.dims)
         for i, d in enumerate(self.dims):
             inverse[d] = i
-        return gy.transpose(inverse)
+        return grad_output.transpose(inverse)
 
 
 def _permute_sample(d: Any) -> tuple[Any, ...]:
@@ -180,21 +180,21 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
 class Expand(Function):
     """y = x broadcast to `shape` (new leading dims, size-1 dims repeated); a read-only view.
 
-    gx = gy summed over the new leading dims and over the dims where x had size 1.
+    gx = grad_output summed over the new leading dims and over the dims where x had size 1.
     """
 
     def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
         self.input_shape = x.shape
         return self.xp.broadcast_to(x, shape)
 
-    def backward(self, gy: Any) -> Any:
-        lead = gy.ndim - len(self.input_shape)
+    def backward(self, grad_output: Any) -> Any:
+        lead = grad_output.ndim - len(self.input_shape)
         axes = tuple(range(lead)) + tuple(
-            lead + i for i, s in enumerate(self.input_shape) if s == 1 and gy.shape[lead + i] != 1
+            lead + i for i, s in enumerate(self.input_shape) if s == 1 and grad_output.shape[lead + i] != 1
         )
         if not axes:
-            return gy.reshape(self.input_shape)
-        return gy.sum(axis=axes).reshape(self.input_shape)
+            return grad_output.reshape(self.input_shape)
+        return grad_output.sum(axis=axes).reshape(self.input_shape)
 
 
 def _expand_sample(d: Any) -> tuple[Any, ...]:

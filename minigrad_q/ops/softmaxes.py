@@ -54,7 +54,7 @@ def _shifted(fn: Any, x: Any, axes: tuple[int, ...]) -> Any:
 
 
 class Softmax(Function):
-    """y = exp(x - m) / Σ exp(x - m) along dim, m = max x (stable);  dx = y ⊙ (gy - Σ gy ⊙ y)."""
+    """y = exp(x - m) / Σ exp(x - m) along dim, m = max x (stable);  dx = y ⊙ (grad_output - Σ grad_output ⊙ y)."""
 
     input_shape: tuple[int, ...]
     axes: tuple[int, ...]
@@ -80,7 +80,7 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
-    """y = x - m - log Σ exp(x - m) along dim, m = max x (stable);  dx = gy - exp(y) Σ gy."""
+    """y = x - m - log Σ exp(x - m) along dim, m = max x (stable);  dx = grad_output - exp(y) Σ grad_output."""
 
     input_shape: tuple[int, ...]
     axes: tuple[int, ...]

@@ -28,8 +28,8 @@ class Exp(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, gy: Any) -> Any:
-        return self.xp.multiply(gy, self.saved[0])
+    def backward(self, grad_output: Any) -> Any:
+        return self.xp.multiply(grad_output, self.saved[0])
 
 
 class Log(Function):
@@ -40,8 +40,8 @@ class Log(Function):
         self.save_for_backward(x)
         return self.xp.log(x)
 
-    def backward(self, gy: Any) -> Any:
-        return self.xp.divide(gy, self.saved[0])
+    def backward(self, grad_output: Any) -> Any:
+        return self.xp.divide(grad_output, self.saved[0])
 
 
 class Sqrt(Function):
@@ -52,8 +52,8 @@ class Sqrt(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, gy: Any) -> Any:
-        gx = self.xp.divide(gy, self.saved[0])
+    def backward(self, grad_output: Any) -> Any:
+        gx = self.xp.divide(grad_output, self.saved[0])
         gx *= 0.5
         return gx
 
@@ -65,9 +65,9 @@ class Abs(Function):
         self.save_for_backward(x)
         return self.xp.abs(x)
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         gx = self.xp.sign(self.saved[0])
-        gx *= gy
+        gx *= grad_output
         return gx
 
 
@@ -77,8 +77,8 @@ class Sign(Function):
     def forward(self, x: Any) -> Any:
         return x.copy() if x.dtype.kind == "b" else self.xp.sign(x)
 
-    def backward(self, gy: Any) -> Any:
-        return self.xp.zeros_like(gy)
+    def backward(self, grad_output: Any) -> Any:
+        return self.xp.zeros_like(grad_output)
 
 
 class Sin(Function):
@@ -89,9 +89,9 @@ class Sin(Function):
         self.save_for_backward(x)
         return self.xp.sin(x)
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         gx = self.xp.cos(self.saved[0])
-        gx *= gy
+        gx *= grad_output
         return gx
 
 
@@ -103,9 +103,9 @@ class Cos(Function):
         self.save_for_backward(x)
         return self.xp.cos(x)
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         gx = self.xp.sin(self.saved[0])
-        gx *= gy
+        gx *= grad_output
         return self.xp.negative(gx, out=_reuse(gx))
 
 
@@ -117,11 +117,11 @@ class Tanh(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         (y,) = self.saved
         gx = y * y
         gx = self.xp.subtract(1, gx, out=_reuse(gx))
-        gx *= gy
+        gx *= grad_output
         return gx
 
 
@@ -141,11 +141,11 @@ class Sigmoid(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         (y,) = self.saved
         gx = self.xp.subtract(1, y)
         gx *= y
-        gx *= gy
+        gx *= grad_output
         return gx
 
 
@@ -158,9 +158,9 @@ class Relu(Function):
         self.save_for_backward(y)
         return y
 
-    def backward(self, gy: Any) -> Any:
-        gx = (self.saved[0] > 0).astype(gy.dtype)
-        gx *= gy
+    def backward(self, grad_output: Any) -> Any:
+        gx = (self.saved[0] > 0).astype(grad_output.dtype)
+        gx *= grad_output
         return gx
 
 
@@ -177,12 +177,12 @@ class LeakyRelu(Function):
         select = self.xp.maximum if negative_slope <= 1 else self.xp.minimum
         return select(x, y, out=_reuse(y))
 
-    def backward(self, gy: Any) -> Any:
+    def backward(self, grad_output: Any) -> Any:
         slope = self.negative_slope
-        gx = (self.saved[0] > 0).astype(gy.dtype)
+        gx = (self.saved[0] > 0).astype(grad_output.dtype)
         gx *= 1 - slope
         gx += slope
-        gx *= gy
+        gx *= grad_output
         return gx
 
 
