@@ -34,7 +34,7 @@ from typing import Any
 
 from . import backend
 from .bench import _synchronizer, _torch_or_reason
-from .ops import _workers
+from .ops import workers
 
 TARGET_RATIO = 1.5
 CONV_CASES = (  # name, N, C, K, H=W, kernel, padding
@@ -51,7 +51,7 @@ WARMUP_S = 0.2  # each engine's back-to-back calls before its timed ones, in eve
 # ---------------------------------------------------------------- threads
 def blas_threads() -> int:
     """Threads NumPy's BLAS uses (threadpoolctl), else the usable cores."""
-    return _workers.blas_threads() if _workers.blas_controllers() else _workers.usable_cores()
+    return workers.blas_threads() if workers.blas_controllers() else workers.usable_cores()
 
 
 def _with_torch(device: str, threads: int | None) -> tuple[Any, str, str, int]:

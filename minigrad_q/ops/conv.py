@@ -24,7 +24,7 @@ from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from ._col2im import Col2im, WideCol2im, leading_dim, matmul_groups
 from ._windows import output_size, pair, sliding_windows
-from ._workers import blas_threads, equal_chunks, run_in_workers
+from .workers import blas_threads, equal_chunks, run_in_workers
 
 __all__ = ["conv2d"]
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._workers import blas_threads, equal_chunks, run_in_workers
+from .workers import blas_threads, equal_chunks, run_in_workers
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 

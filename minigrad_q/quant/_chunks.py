@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend
-from ..ops._workers import usable_cores
+from ..ops.workers import usable_cores
 
 __all__ = ["elementwise", "contiguous", "Channels", "CHUNK", "THREADS", "PARALLEL_MIN"]
 

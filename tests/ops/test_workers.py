@@ -5,26 +5,26 @@ import threading
 
 import pytest
 
-from minigrad_q.ops import _workers
+from minigrad_q.ops import workers
 
 
 @pytest.mark.parametrize("n, most, threads", [(128, 34, 2), (64, 1, 2), (5, 2, 3), (7, 100, 2), (1, 1, 4), (10, 3, 1)])
 def test_equal_chunks_cover_the_items_once_in_equal_parts_as_many_per_worker(n, most, threads):
-    chunks, workers = _workers.equal_chunks(n, most, threads)
+    chunks, worker_count = workers.equal_chunks(n, most, threads)
     assert [i for start, stop in chunks for i in range(start, stop)] == list(range(n))
     sizes = [stop - start for start, stop in chunks]
     assert max(sizes) - min(sizes) <= 1
-    assert 1 <= workers <= threads
-    assert len(chunks) % workers == 0 or len(chunks) == n  # equal shares, unless there are too few items
+    assert 1 <= worker_count <= threads
+    assert len(chunks) % worker_count == 0 or len(chunks) == n  # equal shares, unless there are too few items
     assert max(sizes) <= max(most, -(-n // len(chunks)))
-    if workers == 1:
+    if worker_count == 1:
         assert max(sizes) <= most or len(chunks) == n
 
 
 def test_equal_chunks_of_nothing_and_of_what_fits_one_chunk():
-    assert _workers.equal_chunks(0, 8, 2) == ([], 1)
-    assert _workers.equal_chunks(6, 100, 2) == ([(0, 6)], 1)  # one chunk's work stays on one thread
-    assert _workers.equal_chunks(6, 5, 2) == ([(0, 3), (3, 6)], 2)  # two chunks: one for each worker
+    assert workers.equal_chunks(0, 8, 2) == ([], 1)
+    assert workers.equal_chunks(6, 100, 2) == ([(0, 6)], 1)  # one chunk's work stays on one thread
+    assert workers.equal_chunks(6, 5, 2) == ([(0, 3), (3, 6)], 2)  # two chunks: one for each worker
 
 
 def test_run_in_workers_gives_each_worker_every_t_th_chunk_and_returns_in_worker_order():
@@ -34,25 +34,25 @@ def test_run_in_workers_gives_each_worker_every_t_th_chunk_and_returns_in_worker
         seen[tuple(indices)] = threading.get_ident()
         return sum(indices)
 
-    assert _workers.run_in_workers(work, 7, 3) == [0 + 3 + 6, 1 + 4, 2 + 5]
+    assert workers.run_in_workers(work, 7, 3) == [0 + 3 + 6, 1 + 4, 2 + 5]
     assert set(seen) == {(0, 3, 6), (1, 4), (2, 5)}
     assert seen[(0, 3, 6)] == threading.get_ident()  # worker 0 is the calling thread
     assert seen[(1, 4)] != threading.get_ident() and seen[(2, 5)] != threading.get_ident()
 
 
 def test_blas_runs_on_one_thread_inside_the_workers_and_is_restored_after():
-    if _workers.blas_threads() < 2:
+    if workers.blas_threads() < 2:
         pytest.skip("the BLAS runs on one thread already (or threadpoolctl cannot tell)")
-    before = _workers.blas_threads()
-    inside = _workers.run_in_workers(lambda indices: _workers.blas_threads(), 2, 1)
+    before = workers.blas_threads()
+    inside = workers.run_in_workers(lambda indices: workers.blas_threads(), 2, 1)
     assert inside == [1]
-    assert _workers.blas_threads() == before
+    assert workers.blas_threads() == before
 
 
 def test_work_without_blas_leaves_the_blas_threads_alone():
-    before = _workers.blas_threads()
-    assert _workers.run_in_workers(lambda indices: _workers.blas_threads(), 3, 2, blas=False) == [before, before]
-    assert _workers.run_in_workers(lambda indices: indices, 3, 1, blas=False) == [[0, 1, 2]]
+    before = workers.blas_threads()
+    assert workers.run_in_workers(lambda indices: workers.blas_threads(), 3, 2, blas=False) == [before, before]
+    assert workers.run_in_workers(lambda indices: indices, 3, 1, blas=False) == [[0, 1, 2]]
 
 
 def test_workers_run_in_the_callers_context_so_numpy_errstate_holds_there():
@@ -61,5 +61,5 @@ def test_workers_run_in_the_callers_context_so_numpy_errstate_holds_there():
     if int(np.__version__.split(".")[0]) < 2:
         pytest.skip("NumPy keeps errstate in a context variable from 2.0 on (thread-local before)")
     with np.errstate(over="ignore", invalid="raise"):
-        seen = _workers.run_in_workers(lambda indices: (np.geterr()["over"], np.geterr()["invalid"]), 4, 2)
+        seen = workers.run_in_workers(lambda indices: (np.geterr()["over"], np.geterr()["invalid"]), 4, 2)
     assert seen == [("ignore", "raise")] * 2
