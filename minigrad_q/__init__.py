@@ -16,14 +16,19 @@ from .backend import (
     set_default_dtype,
     uint8,
 )
-from .core import Function, Tensor
-from .creation import (
+from .core import (
+    Function,
+    Tensor,
     arange,
+    detect_anomaly,
     empty,
+    enable_grad,
     eye,
     full,
     full_like,
+    is_grad_enabled,
     linspace,
+    no_grad,
     ones,
     ones_like,
     rand,
@@ -31,11 +36,11 @@ from .creation import (
     randint,
     randn,
     randn_like,
+    set_grad_enabled,
     tensor,
     zeros,
     zeros_like,
 )
-from .grad_mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck
 from .ops import *
 

@@ -204,7 +204,7 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
 def _layer_flops(model: Any, images: Any) -> float:
     """GEMM FLOPs of one training step: 3x forward for every conv/linear, minus the first layer's input gradient."""
     from minigrad_q import nn
-    from minigrad_q.grad_mode import no_grad
+    from minigrad_q.core import no_grad
 
     forward: list[float] = []
 

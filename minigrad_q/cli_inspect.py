@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 from . import checkpoint, data, inspect, quant
-from .grad_mode import no_grad
+from .core import no_grad
 from .models import MODELS, build_model
 from .nn.functional import cross_entropy
 from .quant.qat import WEIGHT_METHODS

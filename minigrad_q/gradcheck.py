@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import backend
-from .core import Function, Tensor
-from .engine import backward as run_backward
-from .engine import topological_order
-from .grad_mode import enable_grad, no_grad
+from .core import Function, Tensor, enable_grad, no_grad, topological_order
+from .core import backward as run_backward
 
 __all__ = ["GradcheckError", "GradcheckReport", "gradcheck", "gradcheck_report"]
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import backend, checkpoint, data, nn, optim
-from .grad_mode import no_grad
+from .core import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
 from .quant._qparams import NonFiniteGrid

@@ -44,8 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backend, nn, ops
-from ..core import Tensor
-from ..grad_mode import enable_grad
+from ..core import Tensor, enable_grad
 from ..nn.module import Module
 from ..quant._qparams import check_bits
 from ..quant.qat import METHOD_OPTIONS, WEIGHT_METHODS, QuantConv2d, QuantLinear, prepare_qat

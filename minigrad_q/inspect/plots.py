@@ -30,7 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import backend, creation
+from .. import backend, core
 from .. import quant as q
 from ..core import Tensor
 
@@ -164,7 +164,7 @@ def _lsq_curve(x_values: Any, scale: float, low: float, k: int, n: int, shifted:
     """LSQ on codes [k, k + n] with no offset when k + n > 0 (plain LSQ needs Qp = qmax > 0), else LSQ+
     with offset low on codes [0, n]; one step per x (axis 0) so that step.grad holds d output/d step per x."""
     plain = not shifted and k + n > 0
-    step = creation.full((len(x_values),), scale, dtype=backend.float64, requires_grad=True)
+    step = core.full((len(x_values),), scale, dtype=backend.float64, requires_grad=True)
     qmin, qmax, offset = (k, k + n, None) if plain else (0, n, low)
     output, dx = _evaluate(lambda t: q.lsq(t, step, qmin, qmax, grad_scale=1.0, axis=0, offset=offset), x_values)
     assert step.grad is not None
@@ -174,11 +174,11 @@ def _lsq_curve(x_values: Any, scale: float, low: float, k: int, n: int, shifted:
 def _pact_curve(x_values: Any, alpha: float, low: float, bits: int) -> Curve:
     """PACT at clipping level alpha (shifted by low); d/dα per x needs one backward per x (α has one element)."""
     output, dx = _evaluate(lambda t: q.pact(t - low, alpha, bits) + low if low else q.pact(t, alpha, bits), x_values)
-    level = creation.tensor(alpha, dtype=backend.float64, requires_grad=True)
+    level = core.tensor(alpha, dtype=backend.float64, requires_grad=True)
     d_alpha = []
     for value in x_values.tolist():
         level.grad = None
-        q.pact(creation.tensor([value - low], dtype=backend.float64), level, bits).sum().backward()
+        q.pact(core.tensor([value - low], dtype=backend.float64), level, bits).sum().backward()
         d_alpha.append(level.grad.item() if level.grad is not None else 0.0)
     return Curve(f"PACT, alpha {_g(alpha)}", output, dx, {"d/d alpha": d_alpha})
 

@@ -14,7 +14,7 @@ that flow into the op's outputs and out to its Tensor inputs. Times on a GPU
 are taken with the stream synchronised before and after, so they are the op's
 own time (and the run is slower than an unrecorded one).
 
-How: ``record()`` sets ``minigrad_q.core.recorder``; ``Function.apply``, the
+How: ``record()`` sets ``minigrad_q.core.state.recorder``; ``Function.apply``, the
 engine's backward loop and ``Module.__call__`` check it once per call and, when
 it is set, let it time the call (Module.__call__ keeps the module-path stack).
 When it is None (outside the block) nothing else happens: no hooks are
@@ -34,9 +34,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import backend, core
-from ..core import Function, Tensor
-from ..engine import sum_to_shape
+from .. import backend
+from ..core import Function, Tensor, state, sum_to_shape
 from ..text_table import format_table
 
 __all__ = ["CallRecord", "STAT_NAMES", "Tape", "gradient_statistics", "profile_step", "record"]
@@ -129,22 +128,22 @@ def record(stats: bool = True) -> Iterator[Tape]:
     statistics are computed on the gradients' device and read back when the block ends.
     Nesting record() blocks is an error.
     """
-    if core.recorder is not None:
+    if state.recorder is not None:
         raise RuntimeError("inspect.record(): a record() block is already active; blocks cannot be nested")
     tape = Tape()
     recorder = _Recorder(tape, stats)
-    core.recorder = recorder
+    state.recorder = recorder
     start = time.perf_counter()
     try:
         yield tape
     finally:
-        core.recorder = None
+        state.recorder = None
         tape.seconds = time.perf_counter() - start
         recorder.finish()
 
 
 class _Recorder:
-    """Set as core.recorder inside a record() block: Function.apply, the engine and Module.__call__
+    """Set as state.recorder inside a record() block: Function.apply, the engine and Module.__call__
     call its forward / backward / enter_module / exit_module."""
 
     def __init__(self, tape: Tape, stats: bool):
@@ -170,7 +169,7 @@ class _Recorder:
         """Run ``cls.apply(*args)`` with recording switched off for the call itself, timed."""
         positions = tuple(i for i, arg in enumerate(args) if isinstance(arg, Tensor))
         device_array = args[positions[0]].data if positions else None
-        core.recorder = None
+        state.recorder = None
         try:
             _synchronize(device_array)
             start = time.perf_counter()
@@ -178,7 +177,7 @@ class _Recorder:
             _synchronize(device_array)
             seconds = time.perf_counter() - start
         finally:
-            core.recorder = self
+            state.recorder = self
         outputs = out if type(out) is tuple else (out,)
         call = CallRecord(
             index=len(self.tape.calls), op=cls.__name__,
@@ -327,7 +326,7 @@ def profile_step(model: Any = "lenet5", batch: int = 128, device: str = "cpu", i
     ``options`` (10 classes if neither says). `warmup` unrecorded steps run
     first (buffers, threads). Print ``profile_step().table(by="op")`` for where the time goes.
     """
-    from ..creation import randint, randn
+    from ..core import randint, randn
     from ..models import build_model
     from ..nn.functional import cross_entropy
     from ..optim import SGD

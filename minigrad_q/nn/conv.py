@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..core import Tensor
-from ..creation import empty
+from ..core import Tensor, empty
 from . import init
 from ._utils import check_size, pair
 from .module import Module

@@ -23,8 +23,7 @@ import warnings
 from typing import Any
 
 from .. import backend
-from ..core import Tensor
-from ..grad_mode import no_grad
+from ..core import Tensor, no_grad
 
 __all__ = [
     "calculate_gain",

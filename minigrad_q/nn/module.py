@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .. import backend
-from .. import core as _core
-from ..core import RemovableHandle, Tensor
-from ..grad_mode import is_grad_enabled, no_grad
+from ..core import RemovableHandle, Tensor, is_grad_enabled, no_grad
+from ..core import state as grad_state
 from ._backward_hook import BackwardHook
 from .parameter import Parameter
 
@@ -76,9 +75,9 @@ class Module:
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks) and _core.recorder is None:
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks) and grad_state.recorder is None:
             return self.forward(*args, **kwargs)
-        recorder = _core.recorder
+        recorder = grad_state.recorder
         if recorder is not None:  # inside inspect.record(): ops name the module path they ran under
             recorder.enter_module(self)
         try:

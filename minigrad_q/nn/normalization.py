@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend, ops
-from ..core import Tensor
-from ..creation import empty, ones, tensor, zeros
+from ..core import Tensor, empty, ones, tensor, zeros
 from . import init
 from ._utils import check_size
 from .module import Module

@@ -4,9 +4,7 @@
 (and `minigrad_q`'s own namespace) gets the ops, not the module names.
 """
 
-import sys
-
-from .. import core
+from ..core import Tensor
 from . import (
     conv,
     convert,
@@ -21,6 +19,7 @@ from . import (
     shape,
     softmaxes,
     stochastic,
+    tensor_methods,
     unary,
 )
 from .conv import *
@@ -46,4 +45,4 @@ __all__ = [
     for name in family.__all__
 ]
 
-core.bind_ops(sys.modules[__name__])
+tensor_methods.install(Tensor)

@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from .. import backend
-from ..core import Function, Tensor, _check_same_device
+from ..core import Function, Tensor, check_same_device
 from ..specs import register_spec
 from ._promotion import _error, _number, _operands, _promote, _reuse
 
@@ -295,7 +295,7 @@ def _compare(op: str, ufunc: str, input: Any, other: Any) -> Tensor:
     a = input.data if isinstance(input, Tensor) else _number(op, input)
     b = other.data if isinstance(other, Tensor) else _number(op, other)
     if isinstance(other, Tensor) and isinstance(input, Tensor) and (type(a) is not _ndarray or type(b) is not _ndarray):
-        _check_same_device(op, (input, other))
+        check_same_device(op, (input, other))
     try:
         return Tensor(getattr(tensor.xp, ufunc)(a, b))
     except ValueError as error:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..core import Function, Tensor
-from ..creation import tensor
+from ..core import Function, Tensor, tensor
 from ..specs import Draw, register_spec
 
 __all__ = ["matmul", "linear"]

@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import backend
-from ..core import Tensor
-from ..grad_mode import enable_grad, no_grad
+from ..core import Tensor, enable_grad, no_grad
 
 ParamGroup = dict[str, Any]
 

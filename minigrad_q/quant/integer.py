@@ -50,8 +50,7 @@ from typing import Any
 
 from .. import backend, nn
 from ..checkpoint import _atomic_write, _digest, _host
-from ..core import Tensor
-from ..grad_mode import no_grad
+from ..core import Tensor, no_grad
 from ._qparams import check_qrange
 from .integer_layers import (
     EXACT_FLOAT32,

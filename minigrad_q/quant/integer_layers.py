@@ -34,8 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend, nn, ops
-from ..core import Tensor
-from ..grad_mode import no_grad
+from ..core import Tensor, no_grad
 from ..nn._utils import pair
 from ..nn.conv import conv_repr
 from ..nn.module import Module

@@ -25,8 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..core import Tensor
-from ..grad_mode import no_grad
+from ..core import Tensor, no_grad
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops._dims import normalize_dim

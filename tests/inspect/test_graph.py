@@ -11,7 +11,7 @@ import pytest
 
 import minigrad_q as mq
 from minigrad_q import nn
-from minigrad_q.engine import topological_order
+from minigrad_q.core import topological_order
 from minigrad_q.inspect import graph
 from minigrad_q.inspect.graph import render, to_dot
 

@@ -163,7 +163,7 @@ def test_turning_recording_off_leaves_nothing_behind():
     with record() as tape:
         loss = run_small_network(model)
         made_inside = weakref.ref(loss.creator)
-    assert core.recorder is None
+    assert core.state.recorder is None
     assert [(m._forward_pre_hooks, m._forward_hooks, m._backward_hooks) for m in model.modules()] == hook_lists
     assert all(not any(lists) for lists in hook_lists)
     count = len(tape.calls)
@@ -178,7 +178,7 @@ def test_an_error_inside_the_block_switches_recording_off():
     with pytest.raises(ValueError, match="boom"), record():
         mq.randn(2).exp()
         raise ValueError("boom")
-    assert core.recorder is None
+    assert core.state.recorder is None
     with record() as tape:  # and a new block works
         mq.randn(2).exp()
     assert [c.op for c in tape.calls] == ["Exp"]
@@ -187,7 +187,7 @@ def test_an_error_inside_the_block_switches_recording_off():
 def test_record_blocks_cannot_be_nested():
     with record(), pytest.raises(RuntimeError, match="cannot be nested"), record():
         pass
-    assert core.recorder is None
+    assert core.state.recorder is None
 
 
 # ---------------------------------------------------------------- tables and exports

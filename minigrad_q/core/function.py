@@ -1,6 +1,6 @@
 """Function, the base of every differentiable op, and the recording of the graph.
 
-A Tensor (tensor.py) holds an array and, when a differentiable op made it
+A Tensor (core/tensor.py) holds an array and, when a differentiable op made it
 while grad mode was on, the `creator` Function that made it. A Function runs
 `forward` on arrays and, in `backward`, maps the gradients of its outputs to
 the gradients of its inputs. `Function.apply` records the graph;
@@ -14,20 +14,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import backend
+from .. import backend
 from .grad_mode import state
-from .tensor import RemovableHandle, Tensor
-from .tensor_ops import bind_ops
-
-__all__ = ["Function", "Tensor", "RemovableHandle", "bind_ops"]
+from .tensor import Tensor
 
 _numpy = backend.array_module("cpu")
 _ndarray = backend.ndarray
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-# The active recorder of minigrad_q.inspect.record(), or None (recording off, the default).
-# Function.apply, the engine's backward loop and Module.__call__ each check it once.
-recorder: Any = None
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Function:
@@ -76,8 +69,8 @@ class Function:
     @classmethod
     def apply(cls, *args: Any) -> Any:
         """Run forward on the arrays of `args`; record the graph when needed."""
-        if recorder is not None:  # inside inspect.record(): it times this call and describes it
-            return recorder.forward(cls, args)
+        if state.recorder is not None:  # inside inspect.record(): it times this call and describes it
+            return state.recorder.forward(cls, args)
         fn = cls()
         arrays: list[Any] = []
         edges: list[Any] = []
@@ -102,7 +95,7 @@ class Function:
                 edges.append(None)
         if first is None:
             raise TypeError(f"{cls.__name__}.apply: expected at least one Tensor argument")
-        fn.xp = _numpy if on_cpu else _check_same_device(cls.__name__, args)
+        fn.xp = _numpy if on_cpu else check_same_device(cls.__name__, args)
         record = requires and state.grad_enabled
         if record:
             fn.next_edges = tuple(edges)
@@ -118,13 +111,13 @@ class Function:
             if record:
                 fn.output_meta = tuple((o.shape, o.dtype) for o in outputs)
             if state.anomaly:
-                _check_finite(fn, [o.data for o in outputs], "forward output")
+                check_finite(fn, [o.data for o in outputs], "forward output")
             return outputs
         output = _output(out, fn, 0, record)
         if record:
             fn.output_meta = ((output.data.shape, output.data.dtype),)
         if state.anomaly:
-            _check_finite(fn, [output.data], "forward output")
+            check_finite(fn, [output.data], "forward output")
         return output
 
 
@@ -146,7 +139,7 @@ def _output(array: Any, fn: Function, index: int, record: bool) -> Tensor:
     return out
 
 
-def _check_same_device(op: str, args: Sequence[Any]) -> Any:
+def check_same_device(op: str, args: Sequence[Any]) -> Any:
     tensors = [a for a in args if isinstance(a, Tensor)]
     devices = [t.device for t in tensors]
     if len(set(devices)) > 1:
@@ -165,7 +158,7 @@ def _user_frame() -> str:
     return "unknown location"
 
 
-def _check_finite(fn: Function, arrays: Sequence[Any], what: str) -> None:
+def check_finite(fn: Function, arrays: Sequence[Any], what: str) -> None:
     for i, array in enumerate(arrays):
         if array is not None and array.dtype.kind == "f" and not backend.is_finite_all(array):
             shapes = ", ".join(str(s) for s in fn.input_shapes if s is not None)

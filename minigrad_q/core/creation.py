@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend
-from .core import Tensor
+from .. import backend
+from .tensor import Tensor
 
 
 def _place(dtype: Any, device: Any) -> tuple[Any, str, Any]:

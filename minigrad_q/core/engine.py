@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend, core
-from .core import Function, Tensor, _check_finite
+from .. import backend
+from .function import Function, check_finite
 from .grad_mode import set_grad_enabled, state
+from .tensor import Tensor
 
 
 def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
@@ -68,7 +69,7 @@ def topological_order(root: Function) -> list[Function]:
 def _run(root: Function, index: int, grad: Any, retain_graph: bool) -> None:
     pending: dict[Function, list[Any]] = {root: [None] * len(root.output_meta)}
     pending[root][index] = grad
-    recorder = core.recorder  # inspect.record(): times each node's backward, takes gradient statistics
+    recorder = state.recorder  # inspect.record(): times each node's backward, takes gradient statistics
     for node in topological_order(root):
         grads = pending.pop(node, None)
         if grads is None:
@@ -88,7 +89,7 @@ def _run(root: Function, index: int, grad: Any, retain_graph: bool) -> None:
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if state.anomaly:
-            _check_finite(node, input_grads, "gradient for input")
+            check_finite(node, input_grads, "gradient for input")
         if not retain_graph:
             node.saved = None
         _send(node, grads, input_grads, pending)
@@ -179,3 +180,6 @@ def _accumulate_leaf(leaf: Tensor, grad: Any, fresh: bool) -> None:
         leaf.grad = Tensor(grad if fresh else grad.copy())
     else:
         leaf.grad.data += grad
+
+
+Tensor.backward = backward  # type: ignore[attr-defined]  (x.backward() walks the graph from x)

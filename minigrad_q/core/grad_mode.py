@@ -1,14 +1,18 @@
-"""Grad mode and anomaly mode: two switches that Function.apply reads on every call."""
+"""Grad mode, anomaly mode and the recorder: the switches that Function.apply reads on every call."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 
 class _Switches:
     grad_enabled = True
     anomaly = False
+    # The active recorder of minigrad_q.inspect.record(), or None (recording off, the default).
+    # Function.apply, the engine's backward loop and Module.__call__ each check it once.
+    recorder: Any = None
 
 
 state = _Switches()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import backend
+from .. import backend
 from .grad_mode import state
-from .tensor_ops import TensorOps, ops
-
-if TYPE_CHECKING:
-    from .core import Function
 
 _numpy = backend.array_module("cpu")
 
@@ -28,12 +24,17 @@ class RemovableHandle:
             self._hooks.remove(self._hook)
 
 
-class Tensor(TensorOps):
+class Tensor:
     """An n-dimensional array that remembers how it was computed.
 
     ``data`` is the NumPy/CuPy array; ``grad`` the accumulated gradient (a
     Tensor) of leaves that require grad; ``creator`` the Function that made a
     non-leaf tensor (``grad_fn`` in PyTorch's words).
+
+    This class holds the array and the autograd state. The layers above give it
+    the rest when they are imported: ``backward()`` is ``core.engine.backward``,
+    and the operators and torch-named methods (``x + y``, ``x.sum()``,
+    ``x.to("cuda")``) are the ops of ``minigrad_q.ops`` (``ops/tensor_methods.py``).
     """
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "_output_index", "name", "_hooks", "__weakref__")
@@ -44,7 +45,7 @@ class Tensor(TensorOps):
             data = backend.asarray(data, dtype=backend.infer_dtype(data))
         self.data = data
         self.grad: Tensor | None = None
-        self.creator: Function | None = None
+        self.creator: Any = None  # a core.function.Function
         self._output_index = 0
         self.name = name
         self._hooks: list[Callable[..., Any]] | None = None
@@ -77,14 +78,8 @@ class Tensor(TensorOps):
         return self.creator is None
 
     @property
-    def grad_fn(self) -> Function | None:
+    def grad_fn(self) -> Any:
         return self.creator
-
-    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see engine.backward)."""
-        from .engine import backward
-
-        backward(self, gradient, retain_graph)
 
     def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it."""
@@ -209,47 +204,6 @@ class Tensor(TensorOps):
         elif self._requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
-
-    # ------------------------------------------------------------ conversion
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; differentiable."""
-        device, dtype = backend.device_and_dtype("to()", args, kwargs)
-        out = self
-        if device is not None:
-            out = ops().to_device(out, device)
-        if dtype is not None:
-            out = ops().cast(out, dtype)
-        return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self, device: int | None = None) -> Tensor:
-        return self.to("cuda" if device is None else f"cuda:{device}")
-
-    def float(self) -> Tensor:
-        return ops().cast(self, backend.float32)
-
-    def double(self) -> Tensor:
-        return ops().cast(self, backend.float64)
-
-    def half(self) -> Tensor:
-        return ops().cast(self, backend.float16)
-
-    def long(self) -> Tensor:
-        return ops().cast(self, backend.int64)
-
-    def int(self) -> Tensor:
-        return ops().cast(self, backend.int32)
-
-    def bool(self) -> Tensor:
-        return ops().cast(self, backend.bool_)
-
-    def type(self, dtype: Any) -> Tensor:
-        return ops().cast(self, dtype)
-
-    def clone(self) -> Tensor:
-        return ops().clone(self)
 
     # ------------------------------------------------------------ in place
     def __setitem__(self, index: Any, value: Any) -> None:
