@@ -18,7 +18,8 @@ import statistics
 import time
 
 from minigrad_q import data
-from minigrad_q.train import QUANT_METHODS, TrainConfig, TrainingDiverged, train
+from minigrad_q.quant import METHODS
+from minigrad_q.train import TrainConfig, TrainingDiverged, train
 
 BITS = (8, 4, 2)
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "results.md")
@@ -48,7 +49,7 @@ def mean_std(values, missing: str = "diverged") -> str:
 def sweep(dataset: str, seeds: int, settings: dict) -> list[list[str]]:
     """Table rows: method, bits, fake-quant accuracy, integer accuracy, agreement, seconds per run."""
     rows = []
-    for method in (None, *QUANT_METHODS):
+    for method in (None, *METHODS):
         for bits in (None,) if method is None else BITS:
             runs = [run(dataset, method, bits, seed, settings) for seed in range(seeds)]
             label = "float32" if method is None else method

@@ -38,7 +38,7 @@ from . import backend, checkpoint, data, nn, optim
 from .core import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
-from .quant._qparams import NonFiniteGrid
+from .quant import METHODS, NonFiniteGrid
 
 __all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "RUN_FIELDS"]
 
@@ -47,9 +47,6 @@ OPTIMIZERS = ("sgd", "adam")
 RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
               "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha")
 SCHEDULES = ("cosine", "constant")
-# --quant METHOD: (weight quantizer, activation quantizer) given to quant.prepare_qat
-QUANT_METHODS = {"ste": ("ste", "ste"), "dsq": ("dsq", "dsq"), "lsq": ("lsq", "lsq"), "qnoise": ("qnoise", "ste"),
-                 "pact": ("ste", "pact")}
 
 
 class ConfigError(ValueError):
@@ -92,7 +89,7 @@ class TrainConfig:
     log_every: int = 10  # steps between progress-bar refreshes (each reads loss/accuracy from the device)
     progress: bool | None = None  # tqdm bars: None = only when stderr is a terminal
     verbose: bool = True  # print the per-epoch log lines and the summary
-    quant: str | None = None  # quantization-aware training: "ste", "dsq", "lsq", "qnoise" or "pact" (QUANT_METHODS)
+    quant: str | None = None  # quantization-aware training: "ste", "dsq", "lsq", "qnoise" or "pact" (quant.METHODS)
     wbits: int = 4  # weight bits (with quant)
     abits: int = 4  # activation bits (with quant)
     qnoise_p: float = 0.5  # QuantNoise: the fraction of weights quantized in each training step
@@ -122,8 +119,8 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {config.lr}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {config.label_smoothing}")
-    if config.quant is not None and config.quant not in QUANT_METHODS:
-        raise ConfigError(f"unknown quantization method {config.quant!r}; expected one of: {', '.join(QUANT_METHODS)}")
+    if config.quant is not None and config.quant not in METHODS:
+        raise ConfigError(f"unknown quantization method {config.quant!r}; expected one of: {', '.join(METHODS)}")
     if config.convert and config.quant is None:
         raise ConfigError("convert needs a quantized model: give a quantization method too (e.g. quant='dsq')")
     for name in ("wbits", "abits"):
@@ -141,13 +138,6 @@ def _check(config: TrainConfig) -> None:
     for path in (config.save, config.json_path):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ConfigError(f"cannot write {path}: its folder does not exist")
-
-
-def _device(name: str) -> str:
-    try:
-        return backend.parse_device(name)
-    except backend.DeviceError as error:
-        raise ConfigError(str(error)) from None
 
 
 def _datasets(config: TrainConfig) -> tuple[Any, Any]:
@@ -179,7 +169,7 @@ def _model(config: TrainConfig, options: dict[str, Any]) -> nn.Module:
         return model
     from . import quant
 
-    weight, act = QUANT_METHODS[config.quant]
+    weight, act = METHODS[config.quant]
     method_options: dict[str, Any] = {}
     if "dsq" in (weight, act):
         method_options.update(dsq_alpha=config.dsq_alpha, learn_alpha=config.learn_alpha)
@@ -373,7 +363,10 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     if config.resume and not config.save:
         config = dataclasses.replace(config, save=config.resume)  # a resumed run goes on saving where it left off
     _check(config)
-    device = _device(config.device)
+    try:
+        device = backend.parse_device(config.device)
+    except backend.DeviceError as error:
+        raise ConfigError(str(error)) from None
     train_set, test_set = _datasets(config)
     options = _model_options(test_set)
 

@@ -13,12 +13,13 @@ from .plots import (
     plot_training,
     quantizer_curves,
 )
-from .tape import STAT_NAMES, CallRecord, Tape, gradient_statistics, profile_step, record
+from .tape import STAT_NAMES, CallRecord, Tape, gradient_statistics, record
+from .text_table import format_table
 
 __all__ = [
-    "record", "Tape", "CallRecord", "STAT_NAMES", "gradient_statistics", "profile_step",
+    "record", "Tape", "CallRecord", "STAT_NAMES", "gradient_statistics",
     "compare_gradients", "GradientComparison",
     "plot_quantizer", "plot_quantizers", "plot_dsq", "plot_training", "plot_grad_norms", "quantizer_curves",
     "load_history",
-    "to_dot", "render",
+    "to_dot", "render", "format_table",
 ]

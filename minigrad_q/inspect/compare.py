@@ -46,8 +46,8 @@ from typing import Any
 from .. import backend, nn, ops
 from ..core import Tensor, enable_grad
 from ..nn.module import Module
-from ..quant._qparams import check_bits
 from ..quant.qat import METHOD_OPTIONS, WEIGHT_METHODS, QuantConv2d, QuantLinear, prepare_qat
+from ..quant.qparams import check_bits
 
 __all__ = ["compare_gradients", "GradientComparison", "SCOPES", "FIELDS"]
 

@@ -2,7 +2,6 @@
 (round+STE fake quant, DSQ, LSQ, PACT, QuantNoise), observers, quantizer modules, QAT layers and
 prepare_qat, and conversion to integer-only inference. The math is in docs/quantization.md."""
 
-from ._qparams import FLOAT32_EPS, minmax_qparams, qrange, tensor_qparams
 from .dsq import dsq, dsq_soft
 from .fake_quant import fake_quant, round_ste
 from .integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, load_integer_model
@@ -16,14 +15,25 @@ from .observers import (
     PerChannelMinMaxObserver,
 )
 from .pact import pact
-from .qat import QuantConv2d, QuantLinear, dsq_alpha_penalty, dsq_alpha_schedule, prepare_qat
+from .qat import (
+    ACT_METHODS,
+    METHODS,
+    WEIGHT_METHODS,
+    QuantConv2d,
+    QuantLinear,
+    dsq_alpha_penalty,
+    dsq_alpha_schedule,
+    prepare_qat,
+)
+from .qparams import FLOAT32_EPS, NonFiniteGrid, check_bits, minmax_qparams, qrange, tensor_qparams
 
 __all__ = [
-    "FLOAT32_EPS", "qrange", "minmax_qparams", "tensor_qparams",
+    "FLOAT32_EPS", "NonFiniteGrid", "check_bits", "qrange", "minmax_qparams", "tensor_qparams",
     "fake_quant", "round_ste", "dsq", "dsq_soft", "lsq", "lsq_init_step", "lsq_surrogate", "pact",
     "quant_noise", "quant_noise_mask",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",
-    "QuantConv2d", "QuantLinear", "prepare_qat", "dsq_alpha_penalty", "dsq_alpha_schedule",
+    "QuantConv2d", "QuantLinear", "prepare_qat", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "dsq_alpha_penalty",
+    "dsq_alpha_schedule",
     "convert", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",
 ]

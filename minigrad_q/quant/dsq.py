@@ -28,8 +28,8 @@ from ..core import Function, Tensor
 from ..ops.selection import clamp
 from ..specs import Draw, register_spec
 from . import _chunks
-from ._qparams import check_param, expand, sum_to_channels
 from .fake_quant import broadcast_param, check_quant_args, sample_quant_args
+from .qparams import check_param, expand, sum_to_channels
 
 __all__ = ["dsq", "dsq_soft"]
 

@@ -20,7 +20,7 @@ from ..core import Function, Tensor
 from ..ops.selection import clamp
 from ..specs import Draw, register_spec
 from . import _chunks
-from ._qparams import check_axis, check_param, check_qrange, expand, qrange
+from .qparams import check_axis, check_param, check_qrange, expand, qrange
 
 __all__ = ["fake_quant", "round_ste"]
 

@@ -51,7 +51,6 @@ from typing import Any
 from .. import backend, nn
 from ..checkpoint import _atomic_write, _digest, _host
 from ..core import Tensor, no_grad
-from ._qparams import check_qrange
 from .integer_layers import (
     EXACT_FLOAT32,
     EXACT_FLOAT64,
@@ -67,6 +66,7 @@ from .integer_layers import (
     float_config,
     float_layer,
 )
+from .qparams import check_qrange
 
 __all__ = ["IntegerModel", "IntegerModelError", "RequantizationOverflow", "convert", "load_integer_model", "FORMAT"]
 
@@ -160,7 +160,7 @@ def _host_values(value: Any) -> Any:
     return _numpy.asarray(backend.asnumpy(data) if backend.is_array(data) else data)
 
 
-def _qparams(path: str, role: str, quantizer: Any, channels: int | None) -> tuple[Any, Any, int, int, int | None]:
+def qparams(path: str, role: str, quantizer: Any, channels: int | None) -> tuple[Any, Any, int, int, int | None]:
     """(scale, zero point, qmin, qmax, axis) of a quantizer as host arrays, checked for integer use."""
     try:
         scale, zero_point, qmin, qmax, axis = quantizer.qparams()
@@ -186,7 +186,7 @@ def _weight_codes(path: str, layer: nn.Module) -> tuple[Any, Any, Any, int, int]
     """(codes, zero points (K,), scales (K,), qmin, qmax): the fake-quant model's weight codes."""
     weight = _host_values(layer.weight)
     channels = weight.shape[0]
-    scale, zero_point, qmin, qmax, _ = _qparams(path, "weight", layer.weight_quant, channels)
+    scale, zero_point, qmin, qmax, _ = qparams(path, "weight", layer.weight_quant, channels)
     layout = (-1,) + (1,) * (weight.ndim - 1)
     codes = fake_quant_codes(_numpy, weight, scale.reshape(layout), zero_point.reshape(layout), qmin, qmax)
     return codes, _numpy.broadcast_to(zero_point, (channels,)), _numpy.broadcast_to(scale, (channels,)), qmin, qmax
@@ -200,7 +200,7 @@ def _fake_quantized_weight(path: str, layer: nn.Module) -> Any:
 
 
 def _plan(path: str, layer: nn.Module) -> _Plan:
-    scale, zero_point, qmin, qmax, _ = _qparams(path, "activation", layer.act_quant, None)
+    scale, zero_point, qmin, qmax, _ = qparams(path, "activation", layer.act_quant, None)
     input_zero, input_scale = int(zero_point[0]), float(scale[0])
     codes, weight_zero, weight_scale, wqmin, wqmax = _weight_codes(path, layer)
     offset = 0  # stored codes are q_w − offset: int8 for up to 256 codes, int16 for up to 2^16

@@ -26,7 +26,7 @@ from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from ._chunks import Channels, contiguous, elementwise
-from ._qparams import FLOAT32_EPS, check_axis, check_param, check_qrange, expand, qrange, sum_to_channels
+from .qparams import FLOAT32_EPS, check_axis, check_param, check_qrange, expand, qrange, sum_to_channels
 
 __all__ = ["lsq", "lsq_init_step", "lsq_surrogate"]
 

@@ -29,7 +29,6 @@ from ..core import Tensor, no_grad
 from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops._dims import normalize_dim
-from ._qparams import FLOAT32_EPS, check_bits, qrange
 from .dsq import dsq
 from .fake_quant import fake_quant, round_ste
 from .lsq import lsq, lsq_init_step
@@ -41,6 +40,7 @@ from .observers import (
     PerChannelMinMaxObserver,
 )
 from .pact import pact
+from .qparams import FLOAT32_EPS, check_bits, qrange
 
 __all__ = ["FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer", "ALPHA_MIN", "ALPHA_MAX"]
 

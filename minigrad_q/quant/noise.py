@@ -22,8 +22,8 @@ from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from ._chunks import CHUNK, contiguous, elementwise
-from ._qparams import check_bits, minmax_qparams, qrange
 from .fake_quant import check_quant_args
+from .qparams import check_bits, minmax_qparams, qrange
 
 __all__ = ["quant_noise", "quant_noise_mask"]
 

@@ -12,7 +12,7 @@ the last input; recording never reads a value back to the host, so it does not s
 - ``PerChannelMinMaxObserver`` / ``MovingAveragePerChannelMinMaxObserver``: the same per slice along
   ``ch_axis`` (buffers of shape (C,)).
 
-``calculate_qparams()`` → (scale, zero_point) by ``_qparams.minmax_qparams`` (DESIGN.md): the range
+``calculate_qparams()`` → (scale, zero_point) by ``qparams.minmax_qparams`` (DESIGN.md): the range
 always includes 0; affine s = (hi − lo)/(qmax − qmin), z = clamp(qmin − round(lo/s), qmin, qmax);
 symmetric s = max(−lo, hi)/((qmax − qmin)/2); s ≥ eps. Per-tensor results have shape (1,) like torch's;
 before anything was observed they are scale 1, zero point 0 (torch's default).
@@ -29,7 +29,7 @@ from .. import backend
 from ..core import Tensor
 from ..nn.module import Module
 from ..ops._dims import normalize_dim
-from ._qparams import FLOAT32_EPS, check_qrange, minmax_qparams
+from .qparams import FLOAT32_EPS, check_qrange, minmax_qparams
 
 __all__ = [
     "MinMaxObserver",

@@ -22,8 +22,8 @@ from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
 from ._chunks import contiguous, elementwise
-from ._qparams import check_bits, check_param
 from .lsq import BasePoint
+from .qparams import check_bits, check_param
 
 __all__ = ["pact", "pact_surrogate"]
 

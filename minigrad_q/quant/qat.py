@@ -36,7 +36,6 @@ from typing import Any
 from .. import backend, nn, ops
 from ..core import Tensor
 from ..nn.module import Module
-from ._qparams import check_bits
 from .modules import (
     ALPHA_MAX,
     ALPHA_MIN,
@@ -47,10 +46,14 @@ from .modules import (
     QuantNoiseQuantizer,
     _Quantizer,
 )
+from .qparams import check_bits
 
 __all__ = ["QuantConv2d", "QuantLinear", "prepare_qat", "dsq_alpha_penalty", "dsq_alpha_schedule",
-           "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS"]
+           "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS"]
 
+# One name for a whole model's quantization (``minigrad-q train --quant M``): M's (weight, activation) quantizers.
+METHODS = {"ste": ("ste", "ste"), "dsq": ("dsq", "dsq"), "lsq": ("lsq", "lsq"), "qnoise": ("qnoise", "ste"),
+           "pact": ("ste", "pact")}
 WEIGHT_METHODS = ("ste", "dsq", "lsq", "qnoise")
 ACT_METHODS = ("ste", "dsq", "lsq", "pact")
 # prepare_qat's **method_options: which (part, method) each applies to, and its default

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import minigrad_q as mq
 from minigrad_q.quant import _chunks
-from minigrad_q.quant._qparams import minmax_qparams, qrange
 from minigrad_q.quant.fake_quant import FakeQuant, RoundSTE, fake_quant, round_ste
+from minigrad_q.quant.qparams import minmax_qparams, qrange
 from minigrad_q.specs import spec_for
 from minigrad_q.testing import HypothesisDraw, check_spec
 

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad_q as mq
-from minigrad_q.quant._qparams import FLOAT32_EPS, qrange
 from minigrad_q.quant.lsq import LSQ, lsq, lsq_init_step, lsq_surrogate
+from minigrad_q.quant.qparams import FLOAT32_EPS, qrange
 from minigrad_q.specs import spec_for
 from minigrad_q.testing import HypothesisDraw, check_spec
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad_q as mq
-from minigrad_q.quant._qparams import minmax_qparams, qrange
 from minigrad_q.quant.fake_quant import fake_quant
 from minigrad_q.quant.noise import QuantNoise, quant_noise, quant_noise_mask
+from minigrad_q.quant.qparams import minmax_qparams, qrange
 from minigrad_q.specs import spec_for
 from minigrad_q.testing import HypothesisDraw, check_spec
 

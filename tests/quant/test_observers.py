@@ -6,13 +6,13 @@ import pytest
 from helpers import const, host
 
 import minigrad_q as mq
-from minigrad_q.quant._qparams import FLOAT32_EPS
 from minigrad_q.quant.observers import (
     MinMaxObserver,
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
+from minigrad_q.quant.qparams import FLOAT32_EPS
 
 rng = np.random.default_rng(7)
 EXAMPLE = [-5.0, -3.5, -2.0, 0.0, 3.0, 5.0, 7.0]

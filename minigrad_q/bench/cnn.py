@@ -22,19 +22,14 @@ is not computed in a training step, so not counted there).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from . import backend
-from .bench import _synchronizer, _torch_or_reason
-from .ops import workers
+from .. import backend
+from .timing import WARMUP_S, blas_threads, ms, synchronizer, time_both, torch_or_reason, torch_threads
 
 TARGET_RATIO = 1.5
 CONV_CASES = (  # name, N, C, K, H=W, kernel, padding
@@ -45,94 +40,12 @@ MODEL_CASES = {"lenet": ("lenet5", 1, 28, 128), "toycnn": ("toycnn", 3, 32, 64)}
 DISPLAY_NAMES = {"lenet5": "LeNet-5", "toycnn": "toy CNN"}
 RSS_STEPS, RSS_WARMUP = 200, 20
 LR, MOMENTUM = 0.01, 0.9
-WARMUP_S = 0.2  # each engine's back-to-back calls before its timed ones, in every round (see time_rounds)
-
-
-# ---------------------------------------------------------------- threads
-def blas_threads() -> int:
-    """Threads NumPy's BLAS uses (threadpoolctl), else the usable cores."""
-    return workers.blas_threads() if workers.blas_controllers() else workers.usable_cores()
 
 
 def _with_torch(device: str, threads: int | None) -> tuple[Any, str, str, int]:
     """(torch or None, why not, torch's device name, threads it is to run with)."""
-    torch, missing = _torch_or_reason(device)
+    torch, missing = torch_or_reason(device)
     return torch, missing, device if device == "cpu" else f"cuda:{device.split(':')[1]}", threads or blas_threads()
-
-
-@contextlib.contextmanager
-def _torch_threads(torch: Any, count: int) -> Iterator[None]:
-    """torch.set_num_threads(count) inside the block, torch's previous setting after it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _time_calls(fn: Callable[[], Any], sync: Callable[[], None], count: int, warmup: float) -> list[float]:
-    """Seconds of each of `count` calls of fn, after calling it back to back for `warmup` seconds (at least
-    once), the garbage collector off."""
-    end = time.perf_counter() + warmup
-    fn()
-    sync()
-    while time.perf_counter() < end:
-        fn()
-        sync()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    times = []
-    try:
-        for _ in range(count):
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-def time_rounds(engines: dict[str, tuple[Callable[[], Any], Callable[[], None], bool]], repeat: int, warmup: float,
-                torch: Any = None, threads: int = 1) -> dict[str, list[list[float]]]:
-    """Each engine's call times, in min(5, repeat) rounds of ceil(repeat / rounds) calls each.
-
-    engines: name -> (step, sync, runs in torch); within a round they take turns in the dict's order,
-    each running back to back for `warmup` seconds before its timed calls, so that the previous engine's
-    spinning threads have stopped and its own worker threads are awake: training runs steps back to back."""
-    rounds = min(5, repeat)
-    per_round = -(-repeat // rounds)
-    times: dict[str, list[list[float]]] = {name: [] for name in engines}
-    for _ in range(rounds):
-        for name, (step, sync, in_torch) in engines.items():
-            with _torch_threads(torch, threads) if in_torch else contextlib.nullcontext():
-                times[name].append(_time_calls(step, sync, per_round, warmup))
-    return times
-
-
-def time_both(ours: Callable[[], Any], sync: Callable[[], None], theirs: Callable[[], Any] | None,
-              their_sync: Callable[[], None], torch: Any, threads: int, repeat: int) -> dict[str, Any]:
-    """Time `ours` and (when given) `theirs` in alternating rounds (``time_rounds``), so both see the
-    same machine: a shared machine's speed drifts over seconds, and timing one engine after the other
-    would put that drift into the ratio. Times are the medians over rounds of each round's median, the
-    ratio the median of the rounds' ratios."""
-    engines = {"minigrad": (ours, sync, False)}
-    if theirs is not None:
-        engines["torch"] = (theirs, their_sync, True)
-    times = time_rounds(engines, repeat, WARMUP_S, torch, threads)
-    medians = {name: [statistics.median(round_times) for round_times in rounds] for name, rounds in times.items()}
-    ours_times = medians["minigrad"]
-    timing: dict[str, Any] = {"minigrad_s": statistics.median(ours_times), "rounds": len(ours_times),
-                              "repeats_per_round": len(times["minigrad"][0])}
-    timing["minigrad_spread"] = (max(ours_times) - min(ours_times)) / timing["minigrad_s"]
-    if "torch" in medians:
-        their_times = medians["torch"]
-        timing["torch_s"] = statistics.median(their_times)
-        timing["torch_spread"] = (max(their_times) - min(their_times)) / timing["torch_s"]
-        timing["ratio"] = statistics.median(a / b for a, b in zip(ours_times, their_times))
-    return timing
 
 
 def _compare(result: dict[str, Any], timing: dict[str, Any], flops: float, gemm_gflops: float) -> None:
@@ -169,7 +82,7 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
     from minigrad_q import ops
 
     torch, missing, torch_device, count = _with_torch(device, threads)
-    sync = _synchronizer(device)
+    sync = synchronizer(device)
     torch_sync = (lambda: None) if torch is None or device == "cpu" else torch.cuda.synchronize
     gen = backend.generator(device)
     results = []
@@ -296,9 +209,9 @@ def run_model(name: str, device: str = "cpu", repeat: int = 7, threads: int | No
                                     tlabels, torch.nn.functional.cross_entropy)
         if device != "cpu":
             torch_sync = torch.cuda.synchronize
-        with _torch_threads(torch, count):
+        with torch_threads(torch, count):
             result["first_loss_difference"] = abs(first_loss - float(torch_step().item()))
-    timing = time_both(step, _synchronizer(device), torch_step, torch_sync, torch, count, repeat)
+    timing = time_both(step, synchronizer(device), torch_step, torch_sync, torch, count, repeat)
     _compare(result, timing, flops, gemm_gflops)
     result["images_per_s"] = batch / timing["minigrad_s"]
     return result
@@ -348,7 +261,7 @@ def rss_run(steps: int = RSS_STEPS, warmup: int = RSS_WARMUP, device: str = "cpu
 
 def run_rss(device: str = "cpu", rss_steps: int = RSS_STEPS, **unused: Any) -> dict[str, Any]:
     """rss_run in a fresh Python process, so other benchmarks' memory does not count."""
-    code = (f"import json; from minigrad_q.bench_cnn import rss_run; "
+    code = (f"import json; from minigrad_q.bench.cnn import rss_run; "
             f"print(json.dumps(rss_run({int(rss_steps)}, {min(RSS_WARMUP, int(rss_steps))}, {device!r})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -360,8 +273,6 @@ MODES: dict[str, Callable[..., dict[str, Any]]] = {"conv": run_conv, "lenet": ru
 
 
 # ---------------------------------------------------------------- reporting
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.2f} ms"
 
 
 def _verdict(case: dict[str, Any]) -> str:
@@ -373,7 +284,7 @@ def _verdict(case: dict[str, Any]) -> str:
 def _speed_cells(case: dict[str, Any]) -> list[str]:
     fraction = case.get("gemm_fraction")
     return [
-        _ms(case["minigrad_s"]), _ms(case.get("torch_s")),
+        ms(case["minigrad_s"]), ms(case.get("torch_s")),
         "-" if "ratio" not in case else f"{case['ratio']:.2f}x", _verdict(case),
         f"{case['gflops']:.1f}", "-" if fraction is None else f"{fraction:.0%}",
         "-" if "torch_gflops" not in case else f"{case['torch_gflops']:.1f}",

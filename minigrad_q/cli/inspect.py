@@ -19,22 +19,19 @@ import os
 import tempfile
 from typing import Any
 
-from . import checkpoint, data, inspect, quant
-from .core import no_grad
-from .models import MODELS, build_model
-from .nn.functional import cross_entropy
-from .quant.qat import WEIGHT_METHODS
-
-
-class InspectError(ValueError):
-    """A bad option of ``inspect`` or ``plot-quantizer``; the CLI prints it as a usage error."""
+from .. import checkpoint, data, inspect, quant
+from ..core import no_grad
+from ..models import MODELS, build_model
+from ..nn.functional import cross_entropy
+from ..quant.qat import WEIGHT_METHODS
+from .usage import UsageError
 
 
 def _names(text: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in valid]
     if not names or unknown:
-        raise InspectError(f"inspect: unknown {what} {', '.join(unknown) or repr(text)}; expected some of: {', '.join(valid)}")
+        raise UsageError(f"inspect: unknown {what} {', '.join(unknown) or repr(text)}; expected some of: {', '.join(valid)}")
     return names
 
 
@@ -42,12 +39,12 @@ def _numbers(text: str, kind: type, what: str) -> tuple[Any, ...]:
     try:
         return tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise InspectError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
+        raise UsageError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
 
 
 def _float_model(args: argparse.Namespace, out: str) -> tuple[Any, str | None]:
     """(model, path of the training JSON or None): loaded from --checkpoint, else trained for --epochs."""
-    from .train import TrainConfig, train
+    from ..train import TrainConfig, train
 
     json_path = None if args.checkpoint else os.path.join(out, "training.json")
     with tempfile.TemporaryDirectory() as folder:
@@ -58,14 +55,14 @@ def _float_model(args: argparse.Namespace, out: str) -> tuple[Any, str | None]:
         try:
             saved = checkpoint.load(path)
         except checkpoint.CheckpointError as error:
-            raise InspectError(f"inspect: {error}") from None
+            raise UsageError(f"inspect: {error}") from None
     if any("_quant." in name for name in saved.model_state):
-        raise InspectError(f"inspect: {path} holds a quantized model; give a float one")
+        raise UsageError(f"inspect: {path} holds a quantized model; give a float one")
     try:
         model = build_model(saved.model["name"], **saved.model.get("options", {}))
         checkpoint.restore(saved, model)
     except (checkpoint.CheckpointError, KeyError, TypeError) as error:
-        raise InspectError(f"inspect: {error}") from None
+        raise UsageError(f"inspect: {error}") from None
     return model, json_path
 
 
@@ -78,7 +75,7 @@ def _write(out: str, name: str, text: str) -> str:
 
 def _tape_of_one_step(model: Any, images: Any, labels: Any, method: str, bits: int) -> tuple[Any, Any, Any]:
     """(tape, loss, quantized model) of one SGD step of `model` quantized with `method` (weights) and STE (activations)."""
-    from .optim import SGD
+    from ..optim import SGD
 
     qmodel = quant.prepare_qat(model, weight=method, act="ste", wbits=bits, abits=bits)
     qmodel.train()
@@ -97,13 +94,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     methods = _names(args.methods, WEIGHT_METHODS, "methods")
     bits = _numbers(args.bits, int, "--bits")
     if args.model not in MODELS:
-        raise InspectError(f"inspect: unknown model {args.model!r}; known models: {', '.join(sorted(MODELS))}")
+        raise UsageError(f"inspect: unknown model {args.model!r}; known models: {', '.join(sorted(MODELS))}")
     os.makedirs(args.out, exist_ok=True)
     model, json_path = _float_model(args, args.out)
     try:
         train_set = data.load_dataset(args.dataset, split="train")
     except (ValueError, OSError) as error:
-        raise InspectError(f"inspect: {error}") from None
+        raise UsageError(f"inspect: {error}") from None
     images, labels = next(iter(data.DataLoader(train_set, batch_size=args.batch_size)))
 
     comparison = inspect.compare_gradients(model, (images, labels), methods=methods, bits=bits,
@@ -159,21 +156,21 @@ def run_plot_quantizer(args: argparse.Namespace) -> int:
     alphas = _numbers(args.alpha, float, "--alpha")
     span = _numbers(args.range, float, "--range") if args.range else None
     if span is not None and len(span) != 2:
-        raise InspectError(f"--range must be two numbers LOW,HIGH, got {args.range!r}")
+        raise UsageError(f"--range must be two numbers LOW,HIGH, got {args.range!r}")
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
-        raise InspectError(f"plot-quantizer: cannot write {args.out}: its folder does not exist")
+        raise UsageError(f"plot-quantizer: cannot write {args.out}: its folder does not exist")
     try:
         inspect.plot_quantizer(args.method, args.bits, alphas=alphas, range=span, out=args.out)
     except ImportError as error:
-        raise InspectError(f"plot-quantizer: {error}") from None
+        raise UsageError(f"plot-quantizer: {error}") from None
     except (ValueError, TypeError) as error:
-        raise InspectError(f"plot-quantizer: {error}") from None
+        raise UsageError(f"plot-quantizer: {error}") from None
     print(f"wrote {args.out}")
     return 0
 
 
-def add_commands(commands: Any) -> None:
+def add_command(commands: Any) -> None:
     """Register ``inspect`` and ``plot-quantizer`` on the CLI's subparsers."""
     look = commands.add_parser(
         "inspect", help="compare what each quantizer does to the weight gradients; tape one QAT step",

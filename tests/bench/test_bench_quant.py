@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from minigrad_q import bench, bench_quant, cli
+from minigrad_q import bench, cli
+from minigrad_q.bench import machine
+from minigrad_q.bench import quant as bench_quant
 
 TINY = 4096
 NAMES = ["fake_quant", "dsq", "quant_noise", "quant_noise (mask given)", "lsq", "pact"]
@@ -89,8 +91,8 @@ def test_verdicts_follow_the_median_ratios(with_torch):
 
 
 def test_cli_bench_quant_prints_and_writes_json_and_markdown(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "GEMM_SIZE", 64)  # the machine's limits, measured by every bench run: small here
-    monkeypatch.setattr(bench, "COPY_ELEMENTS", 1 << 16)
+    monkeypatch.setattr(machine, "GEMM_SIZE", 64)  # the machine's limits, measured by every bench run: small here
+    monkeypatch.setattr(machine, "COPY_ELEMENTS", 1 << 16)
     path, markdown = tmp_path / "bench.json", tmp_path / "bench.md"
     code = cli.main(["bench", "--quant", "--quant-size", "512", "--repeat", "1", "--json", str(path),
                      "--markdown", str(markdown)])

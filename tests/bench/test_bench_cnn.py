@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from minigrad_q import bench, bench_cnn, cli
+from minigrad_q import bench, cli
+from minigrad_q.bench import cnn as bench_cnn
 
 TINY_CONV = (("tiny", 2, 3, 4, 6, 3, 1),)
 

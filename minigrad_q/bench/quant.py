@@ -19,7 +19,7 @@ Every case is also timed against ``copyto`` of a tensor of the same size (one
 read and one write of 64 MiB) in the same rounds: target within 5x. PyTorch
 (when installed) runs with NumPy's BLAS thread count (or ``--threads``). The
 engines take turns in rounds (minigrad_q, torch, copy, each warming up before
-its timed calls, see bench_cnn.time_rounds); times are medians over the rounds and
+its timed calls, see timing.time_rounds); times are medians over the rounds and
 minima over every timed call; ratios are medians of the rounds' ratios and
 ratios of the minima ("best").
 """
@@ -32,9 +32,10 @@ import statistics
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from . import backend
-from .bench import _synchronizer, _torch_or_reason
-from .bench_cnn import WARMUP_S, _ms, _torch_threads, blas_threads, time_rounds
+from .. import backend
+from ..inspect import format_table
+from ..quant import FLOAT32_EPS, dsq, fake_quant, lsq, pact, qrange, quant_noise
+from .timing import WARMUP_S, blas_threads, ms, synchronizer, time_rounds, torch_or_reason, torch_threads
 
 QUANT_SIZE = 1 << 24  # 16M float32 elements: 64 MiB, far beyond any cache
 COPY_TARGET = 5.0  # quantizer forward + backward time / copy time
@@ -72,8 +73,6 @@ def _learnable(value: float, like: Any) -> Any:
 
 
 def _ours_fake_quant(x: Any, grad_out: Any) -> Built:
-    from .quant.fake_quant import fake_quant
-
     return functools.partial(fake_quant, x, SCALE, ZERO_POINT, QMIN, QMAX), {}
 
 
@@ -82,8 +81,6 @@ def _torch_fake_quant(torch: Any, x: Any, grad_out: Any) -> Built:
 
 
 def _ours_dsq(x: Any, grad_out: Any) -> Built:
-    from .quant.dsq import dsq
-
     return functools.partial(dsq, x, SCALE, ZERO_POINT, QMIN, QMAX, DSQ_ALPHA), {}
 
 
@@ -106,8 +103,6 @@ def _torch_dsq(torch: Any, x: Any, grad_out: Any) -> Built:
 def _ours_quant_noise(x: Any, grad_out: Any, fixed_mask: bool = False) -> Built:
     import minigrad_q as mq
 
-    from .quant.noise import quant_noise
-
     mask = mq.tensor(grad_out.data > 0) if fixed_mask else None  # see _torch_quant_noise
     return functools.partial(quant_noise, x, NOISE_P, BITS, mask=mask), {}
 
@@ -116,8 +111,6 @@ def torch_quant_noise(torch: Any, w: Any, p: float, qmin: int, qmax: int, mask: 
     """QuantNoise in eager torch ops: q(w) fake-quantizes w with the (scale, zero point) of its min/max
     (torch's MinMaxObserver rule), the mask is Bernoulli(p) per element unless given, and
     w + (mask·(q(w) - w)).detach() keeps the identity gradient."""
-    from .quant._qparams import FLOAT32_EPS
-
     with torch.no_grad():
         low, high = torch.aminmax(w)
         low, high = torch.clamp(low, max=0), torch.clamp(high, min=0)
@@ -132,8 +125,6 @@ def torch_quant_noise(torch: Any, w: Any, p: float, qmin: int, qmax: int, mask: 
 
 def _torch_quant_noise(torch: Any, x: Any, grad_out: Any, fixed_mask: bool = False) -> Built:
     # The fixed mask: the output gradient is N(0, 1) and independent of x, its sign is Bernoulli(1/2) = NOISE_P.
-    from .quant._qparams import qrange
-
     mask = (grad_out > 0).to(x.dtype) if fixed_mask else None
     return functools.partial(torch_quant_noise, torch, x, NOISE_P, *qrange(BITS, signed=False), mask), {}
 
@@ -143,8 +134,6 @@ def _lsq_init(x_abs_mean: float) -> float:
 
 
 def _ours_lsq(x: Any, grad_out: Any) -> Built:
-    from .quant.lsq import lsq
-
     step_size = _learnable(_lsq_init(float(abs(x.data).mean())), x)
     return functools.partial(lsq, x, step_size, LSQ_QMIN, LSQ_QMAX), {"step": step_size}
 
@@ -158,8 +147,6 @@ def _torch_lsq(torch: Any, x: Any, grad_out: Any) -> Built:
 
 
 def _ours_pact(x: Any, grad_out: Any) -> Built:
-    from .quant.pact import pact
-
     alpha = _learnable(PACT_ALPHA, x)
     return functools.partial(pact, x, alpha, BITS), {"alpha": alpha}
 
@@ -256,10 +243,10 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
 
     if size < 1:
         raise ValueError(f"bench --quant: size must be at least 1, got {size}")
-    torch, missing = _torch_or_reason(device)
+    torch, missing = torch_or_reason(device)
     torch_device = device if device == "cpu" else f"cuda:{device.split(':')[1]}"
     count = threads or blas_threads()
-    sync = _synchronizer(device)
+    sync = synchronizer(device)
     torch_sync = (lambda: None) if torch is None or device == "cpu" else torch.cuda.synchronize
     xp = backend.array_module(device)
     gen = backend.generator(device)
@@ -280,7 +267,7 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
         if torch is not None:
             tx = torch.from_numpy(backend.asnumpy(x_data).copy()).to(torch_device).requires_grad_()
             tg = torch.from_numpy(backend.asnumpy(grad_data).copy()).to(torch_device)
-            with _torch_threads(torch, count):
+            with torch_threads(torch, count):
                 forward, parameters = case.theirs(torch, tx, tg)
             torch_leaves = {"x": tx, **parameters}
             torch_step = _stepper(forward, tg, torch_leaves)
@@ -297,7 +284,7 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
             result["torch_baseline"] = case.torch_baseline
             result.update(_summary(times, "torch"))
             result["ratio"], result["ratio_best"] = _ratios(times, "minigrad", "torch")
-            with _torch_threads(torch, count):
+            with torch_threads(torch, count):
                 result["mismatch"] = _agreement(step(), torch_step(), leaves, torch_leaves)
         results.append(result)
         del step, torch_step, leaves, torch_leaves, engines
@@ -328,8 +315,8 @@ def table(quant: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[
     for case in quant["cases"]:
         ratio = case.get("ratio")
         rows.append([
-            case["name"], _ms(case["minigrad_s"]), _ms(case["minigrad_min_s"]), _ms(case.get("torch_s")),
-            _ms(case.get("torch_min_s")), "-" if ratio is None else f"{ratio:.2f}x",
+            case["name"], ms(case["minigrad_s"]), ms(case["minigrad_min_s"]), ms(case.get("torch_s")),
+            ms(case.get("torch_min_s")), "-" if ratio is None else f"{ratio:.2f}x",
             "-" if ratio is None else f"{case['ratio_best']:.2f}x", _verdict(ratio, case["target_ratio"]),
             f"{case['copy_ratio']:.1f}x", f"{case['copy_ratio_best']:.1f}x", _verdict(case["copy_ratio"], COPY_TARGET),
         ])
@@ -340,7 +327,7 @@ def table(quant: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[
         f"given); times: median over {first['rounds']} rounds of {first['repeats_per_round']} calls, "
         "and the best call; ratios: median of the rounds' ratios, and the ratio of the best calls",
         f"x copy = time / the time of copyto on {quant['elements']:,} float32 elements, timed in the same rounds "
-        f"(best: {_ms(first['copy_min_s'])}, {copy_gbps:.1f} GB/s read + written)",
+        f"(best: {ms(first['copy_min_s'])}, {copy_gbps:.1f} GB/s read + written)",
         "settings: " + "; ".join(f"{case['name']}: {case['settings']}" for case in quant["cases"]),
         "run-to-run spread (slowest - fastest round) / median: " + "; ".join(
             f"{case['name']}: minigrad_q {case['minigrad_spread']:.0%}"
@@ -364,9 +351,7 @@ def table(quant: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """The --quant table as text (printed after bench.format_results)."""
-    from .text_table import format_table
-
+    """The --quant table as text (printed after suite.format_results's)."""
     if "quant" not in results:
         return ""
     title, header, rows, notes = table(results["quant"])
@@ -374,7 +359,7 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def write_markdown(results: dict[str, Any]) -> str:
-    """The --quant section of docs/benchmarks.md (appended to bench.write_markdown's text)."""
+    """The --quant section of docs/benchmarks.md (appended to suite.write_markdown's text)."""
     if "quant" not in results:
         return ""
     title, header, rows, notes = table(results["quant"])

@@ -1,0 +1,127 @@
+"""``minigrad-q bench``: speed against PyTorch and against the machine's own limits.
+
+A program, not a test. Each mode (``--overhead`` in overhead.py; ``--conv``, ``--lenet``, ``--toycnn``
+and ``--rss`` in cnn.py; ``--quant`` in quant.py) adds one key to the results dict, which
+``format_results`` prints, ``write_json`` saves and ``write_markdown`` turns into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from .. import __version__
+from ..inspect import format_table
+from . import cnn, overhead, quant
+from .machine import describe_machine, machine_limits
+
+MODES = ("overhead", *cnn.MODES, "quant")
+
+
+def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int | None = None, large_size: int = 1_000_000,
+        rss_steps: int = 200, quant_size: int = quant.QUANT_SIZE) -> dict[str, Any]:
+    """Every benchmark in `modes` (keys of MODES), plus the machine's description and limits.
+
+    `threads`: PyTorch's intra-op threads; by default 1 for ``overhead`` (NumPy's
+    elementwise work is single-threaded) and NumPy's BLAS thread count for the others.
+    """
+    results: dict[str, Any] = {
+        "minigrad_q": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": device,
+        "repeat": repeat,
+        "machine": describe_machine(device),
+        "limits": machine_limits(device, repeat=min(repeat, 5)),
+    }
+    for mode in modes:
+        if mode == "overhead":
+            results[mode] = overhead.run_overhead(device=device, repeat=repeat, threads=threads or 1, large_size=large_size)
+        elif mode == "quant":
+            results[mode] = quant.run_quant(device=device, repeat=repeat, threads=threads, size=quant_size)
+        else:
+            results[mode] = cnn.MODES[mode](device=device, repeat=repeat, threads=threads,
+                                            gemm_gflops=results["limits"]["gemm_gflops"], rss_steps=rss_steps)
+    return results
+
+
+def write_json(results: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(results, file, indent=2)
+        file.write("\n")
+
+
+def format_results(results: dict[str, Any]) -> str:
+    machine, limits = results["machine"], results["limits"]
+    lines = [
+        f"machine: {machine['cpu']}, {machine['usable_cores']} usable cores; numpy {machine['numpy']} ({machine['blas']}); "
+        f"torch {machine['torch'] or 'not installed'}; OPENBLAS_CORETYPE={machine['OPENBLAS_CORETYPE'] or 'unset'}",
+        f"limits on {results['device']}: float32 GEMM {limits['gemm_size']}^2 {limits['gemm_gflops']:.1f} GFLOP/s; "
+        f"memory copy {limits['copy_gbps']:.1f} GB/s ({limits['copy_counts']})",
+    ]
+    if "overhead" in results:
+        header, rows = overhead.rows(results["overhead"])
+        lines += ["", "overhead: 100-op elementwise chain, forward + backward", format_table(header, rows)]
+        lines += ["  " + note for note in overhead.notes(results["overhead"], limits)]
+    for _, title, header, rows, notes in cnn.tables(results):
+        lines += ["", title, format_table(header, rows), *("  " + note for note in notes)]
+    return "\n".join(lines) + quant.format_results(results)
+
+
+def write_markdown(results: dict[str, Any]) -> str:
+    """docs/benchmarks.md from one run's results."""
+    machine, limits = results["machine"], results["limits"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
+        f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",
+        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown docs/benchmarks.md` "
+        "(add `--json PATH` for raw numbers).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']} ({machine['architecture']}), {machine['cores']} cores ({machine['usable_cores']} usable)",
+        f"- Platform: {machine['platform']}, Python {machine['python']}",
+        f"- NumPy {machine['numpy']}, BLAS: {machine['blas']}; thread pools: {machine['thread_pools']}",
+        f"- PyTorch: {machine['torch'] or 'not installed'}",
+        f"- OPENBLAS_CORETYPE: {machine['OPENBLAS_CORETYPE'] or 'unset'}",
+        f"- OPENBLAS_THREAD_TIMEOUT: {machine.get('OPENBLAS_THREAD_TIMEOUT') or 'unset'} (minigrad_q sets 4 where it is "
+        "unset, so that idle BLAS threads sleep at once)",
+        "- host memory: " + (
+            "freed arrays up to 32 MiB stay in glibc's heap (minigrad_q's default at import; "
+            "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"
+            if machine.get("keeps_freed_host_memory") else "glibc's defaults"
+        ),
+        f"- load average (1 min) when the run started: {machine['load_average_1min']:.2f}"
+        " (other work on the machine slows every number; ratios suffer less)",
+    ]
+    if machine["gpus"]:
+        lines.append(f"- GPUs: {', '.join(machine['gpus'])}")
+    lines += [
+        f"- float32 GEMM ({limits['gemm_size']}x{limits['gemm_size']}): {limits['gemm_gflops']:.1f} GFLOP/s",
+        f"- memory copy ({limits['copy_bytes'] / 2**20:.0f} MiB): {limits['copy_gbps']:.1f} GB/s ({limits['copy_counts']})",
+    ]
+    if "overhead" in results:
+        header, rows = overhead.rows(results["overhead"])
+        lines += [
+            "",
+            "## Overhead: a 100-op elementwise chain",
+            "",
+            "`minigrad-q bench --overhead`. Targets: within 3x of PyTorch on tiny tensors "
+            "(Python overhead per op), within 1.3x on 1M elements (memory traffic).",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows),
+            "",
+            *("- " + note for note in overhead.notes(results["overhead"], limits)),
+        ]
+    for mode, title, header, rows, notes in cnn.tables(results):
+        purpose = "Target: flat after warm-up." if mode == "rss" else "Target: at most 1.5x PyTorch's time (stretch: match it)."
+        lines += [
+            "", f"## {title[0].upper()}{title[1:]}", "", f"`minigrad-q bench --{mode}`. {purpose}", "",
+            "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows), "", *("- " + note for note in notes),
+        ]
+    return "\n".join(lines) + "\n" + quant.write_markdown(results)
