@@ -18,32 +18,26 @@ read the weights directly (``safetensors.torch.load_file(path)``):
   (data loader state), ``extra`` (e.g. the history of test accuracies) and
   ``sha256`` (a digest of every tensor's name, dtype, shape and bytes).
 
-Writing is atomic: the file is written to a temporary file in the same
-directory, flushed to disk, then ``os.replace``d over ``path``; a crash while
-saving leaves the previous checkpoint untouched. Reading validates the header,
-the format, the digest, and (in ``restore``) the model's keys and shapes; every
-problem is a ``CheckpointError`` naming the file.
+Writing is atomic and reading validates the header, the format and the digest
+(storage.py does both for checkpoints and integer models alike); ``restore``
+checks the model's keys and shapes. Every problem is a ``CheckpointError``
+naming the file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import backend
+from . import backend, storage
 from .core import Tensor
+from .storage import host_array
 
 __all__ = ["CheckpointError", "Checkpoint", "save", "load", "read_metadata", "restore", "rng_states", "set_rng_states"]
 
 FORMAT = "minigrad_q.checkpoint/1"
-METADATA_KEY = "minigrad_q"
 OPTIMIZER_PREFIX = "optimizer/"
-_HEADER_LIMIT = 100 << 20  # safetensors' own limit on the header size
 _numpy = backend.array_module("cpu")
 
 
@@ -92,7 +86,7 @@ def _encode(value: Any, path: str, tensors: dict[str, Any]) -> Any:
     """JSON for `value`; every tensor or array goes into `tensors` under ``optimizer/<path>``."""
     if isinstance(value, Tensor) or backend.is_array(value):
         key = OPTIMIZER_PREFIX + path
-        tensors[key] = _host(value.data if isinstance(value, Tensor) else value)
+        tensors[key] = host_array(value.data if isinstance(value, Tensor) else value)
         return {"__tensor__" if isinstance(value, Tensor) else "__array__": key}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -137,21 +131,6 @@ def _to_device(value: Any, device: str) -> Any:
     return value
 
 
-def _host(array: Any) -> Any:
-    """A C-contiguous NumPy copy or view of `array`, of its own shape (ascontiguousarray would make 0-d arrays 1-d)."""
-    host = backend.asnumpy(array)
-    return host if host.flags.c_contiguous else host.copy(order="C")
-
-
-def _digest(tensors: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        array = tensors[name]
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(_numpy.ascontiguousarray(array).view(_numpy.uint8).reshape(-1).data)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- save
 def save(
     path: str | os.PathLike[str],
@@ -175,7 +154,7 @@ def save(
     for name, value in model.state_dict().items():
         if "/" in name:
             raise CheckpointError(f"checkpoint {path}: state dict key {name!r} contains '/', which is reserved")
-        tensors[name] = _host(value.data if isinstance(value, Tensor) else value)
+        tensors[name] = host_array(value.data if isinstance(value, Tensor) else value)
     optimizer_state = None if optimizer is None else _encode(optimizer.state_dict(), "", tensors)
     metadata = {
         "format": FORMAT,
@@ -188,102 +167,30 @@ def save(
         "rng": rng_states() if rng is None else rng,
         "loader": loader,
         "extra": extra or {},
-        "sha256": _digest(tensors),
     }
     try:
-        header = json.dumps(metadata)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path}: metadata is not JSON-serialisable: {error}") from None
-    import safetensors.numpy
-
-    data = safetensors.numpy.save(tensors, metadata={METADATA_KEY: header})
-    _atomic_write(path, data)
-
-
-def _write_all(file: Any, data: bytes) -> None:
-    """Write `data` in 1 MiB pieces (a separate function so tests can simulate a crash half-way)."""
-    view = memoryview(data)
-    for start in range(0, len(view), 1 << 20):
-        file.write(view[start:start + (1 << 20)])
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"checkpoint {path}: cannot write it, folder {folder} does not exist")
-    try:
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: cannot write to {folder}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_all(file, data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        storage.write(path, tensors, metadata)
+    except storage.StorageError as error:
+        raise CheckpointError(f"checkpoint {error}") from None
 
 
 # ---------------------------------------------------------------- load
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path}: no such file") from None
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: cannot read it: {error.strerror or error}") from None
-
-
-def _parse_header(path: str, data: bytes) -> dict[str, Any]:
-    """The metadata JSON from the safetensors header, or a CheckpointError saying what is wrong."""
-    if len(data) < 8:
-        raise CheckpointError(f"checkpoint {path} is truncated or not a safetensors file ({len(data)} bytes)")
-    size = int.from_bytes(data[:8], "little")
-    if size > _HEADER_LIMIT or 8 + size > len(data):
-        raise CheckpointError(f"checkpoint {path} is truncated or not a safetensors file (header of {size} bytes, "
-                              f"file of {len(data)} bytes)")
-    try:
-        header = json.loads(data[8:8 + size])
-        metadata = json.loads(header["__metadata__"][METADATA_KEY])
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a minigrad_q checkpoint "
-                              f"(no readable '{METADATA_KEY}' metadata in its header)") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else None
-        raise CheckpointError(f"checkpoint {path}: unsupported format {found!r}, expected {FORMAT!r}")
-    return metadata
-
-
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checkpoint's metadata (epoch, config, ...) without checking its tensors."""
     path = os.fspath(path)
-    return _parse_header(path, _read(path))
+    try:
+        return storage.read_header(path, "minigrad_q checkpoint", FORMAT)
+    except storage.StorageError as error:
+        raise CheckpointError(f"checkpoint {error}") from None
 
 
 def load(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and validate a checkpoint written by ``save``."""
-    import safetensors
-    import safetensors.numpy
-
     path = os.fspath(path)
-    data = _read(path)
-    metadata = _parse_header(path, data)
     try:
-        tensors = safetensors.numpy.load(data)
-    except (safetensors.SafetensorError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupted or truncated: {error}") from None
-    if _digest(tensors) != metadata.get("sha256"):
-        raise CheckpointError(f"checkpoint {path} is corrupted: its tensors do not match the sha256 in its metadata")
+        metadata, tensors = storage.read(path, "minigrad_q checkpoint", FORMAT)
+    except storage.StorageError as error:
+        raise CheckpointError(f"checkpoint {error}") from None
     names = [name for name in tensors if not name.startswith(OPTIMIZER_PREFIX)]
     order = metadata.get("model_keys")
     if isinstance(order, list) and sorted(order) == sorted(names):

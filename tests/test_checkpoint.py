@@ -8,7 +8,7 @@ import pytest
 import safetensors.numpy
 
 import minigrad_q as mq
-from minigrad_q import backend, checkpoint, nn, optim
+from minigrad_q import backend, checkpoint, nn, optim, storage
 from minigrad_q.checkpoint import CheckpointError
 from minigrad_q.models import lenet5
 
@@ -167,7 +167,7 @@ def test_crash_while_saving_leaves_the_previous_checkpoint_intact(good_checkpoin
         file.write(data[: len(data) // 2])
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(checkpoint, "_write_all", crash_half_way)
+    monkeypatch.setattr(storage, "write_chunks", crash_half_way)
     model, opt = trained_pair("sgd")
     with pytest.raises(OSError, match="simulated"):
         checkpoint.save(good_checkpoint, model, opt, epoch=3)

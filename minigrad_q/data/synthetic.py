@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
+from ..core.validate import integer
 from .dataset import ImageDataset
 
 __all__ = ["make_synthetic"]
@@ -36,9 +37,9 @@ def make_synthetic(
         raise ValueError(f"synthetic: split must be 'train' or 'test', got {split!r}")
     if num_samples is None:
         num_samples = DEFAULT_NUM_SAMPLES[split]
-    _check_int("num_samples", num_samples, 0)
-    _check_int("num_classes", num_classes, 1)
-    _check_int("seed", seed, 0)
+    integer("synthetic", "num_samples", num_samples, 0)
+    integer("synthetic", "num_classes", num_classes, 1)
+    integer("synthetic", "seed", seed, 0)
     dims = tuple(shape)
     if len(dims) != 3 or not all(isinstance(size, int) and size >= 1 for size in dims):
         raise ValueError(f"synthetic: shape must be (C, H, W) with positive integers, got {dims}")
@@ -51,8 +52,3 @@ def make_synthetic(
     images *= noise
     images += prototypes[labels]
     return ImageDataset(images, labels, name="synthetic", split=split, num_classes=num_classes)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"synthetic: {name} must be an integer >= {minimum}, got {value!r}")

@@ -6,8 +6,8 @@ from typing import Any
 
 from .. import ops
 from ..core import Tensor, empty
+from ..core.validate import integer, pair
 from . import init
-from ._utils import check_size, pair
 from .module import Module
 from .parameter import Parameter
 
@@ -40,7 +40,8 @@ class Conv2d(Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        check_size("Conv2d", in_channels=in_channels, out_channels=out_channels)
+        integer("Conv2d", "in_channels", in_channels, 0)
+        integer("Conv2d", "out_channels", out_channels, 0)
         if not isinstance(groups, int) or groups <= 0:
             raise ValueError(f"Conv2d: groups must be a positive integer, got {groups!r}")
         if in_channels % groups:

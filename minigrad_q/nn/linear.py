@@ -6,8 +6,8 @@ from typing import Any
 
 from .. import ops
 from ..core import Tensor, empty
+from ..core.validate import integer
 from . import init
-from ._utils import check_size
 from .module import Module
 from .parameter import Parameter
 
@@ -34,7 +34,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        check_size("Linear", in_features=in_features, out_features=out_features)
+        integer("Linear", "in_features", in_features, 0)
+        integer("Linear", "out_features", out_features, 0)
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(empty(out_features, in_features, device=device, dtype=dtype))

@@ -6,8 +6,8 @@ from typing import Any
 
 from .. import backend, ops
 from ..core import Tensor, empty, ones, tensor, zeros
+from ..core.validate import integer
 from . import init
-from ._utils import check_size
 from .module import Module
 from .parameter import Parameter
 
@@ -41,7 +41,7 @@ class _BatchNorm(Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_size(self._get_name(), num_features=num_features)
+        integer(self._get_name(), "num_features", num_features, 0)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum

@@ -1,6 +1,6 @@
 """Dims and the helpers that reductions (reduce.py) and the softmax family (softmax.py) share.
 
-``normalize_dim`` is the one place a ``dim`` argument is checked and mapped to a non-negative axis,
+A ``dim`` argument is checked and mapped to a non-negative axis by ``core.validate.normalize_dim``,
 so every op reports a bad dim in the same words. ``axes`` reads torch's reduction ``dim`` (None, an
 int or a tuple of ints); the rest move arrays between an input's shape and its reduced ("kept") shape.
 """
@@ -8,31 +8,13 @@ int or a tuple of ints); the rest move arrays between an input's shape and its r
 from __future__ import annotations
 
 import contextlib
-import operator
 from typing import Any
 
 from ..core import Tensor
+from ..core.validate import normalize_dim
 from ..specs import Draw
 
 UNBIASED_HINT = " (for torch's unbiased=False pass correction=0)"
-
-
-def normalize_dim(op: str, dim: Any, ndim: int, *, bool_hint: str = "") -> int:
-    """`dim` in [-ndim, ndim) mapped to [0, ndim); a 0-d tensor accepts 0 and -1, like torch.
-
-    Python ints and NumPy integer scalars are accepted; bools are not (`bool_hint` is added to that error)."""
-    if isinstance(dim, bool):
-        raise TypeError(f"{op}: dim must be an int, got bool {dim!r}{bool_hint}")
-    try:
-        index = operator.index(dim)
-    except TypeError:
-        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__} {dim!r}") from None
-    span = max(ndim, 1)
-    if not -span <= index < span:
-        raise IndexError(
-            f"{op}: dimension {index} is out of range for a tensor of {ndim} dims (expected {-span}..{span - 1})"
-        )
-    return index % span
 
 
 # ---------------------------------------------------------------- reduction dims and shapes

@@ -7,8 +7,8 @@ from typing import Any
 
 from .. import backend
 from ..core import Function, Tensor
+from ..core.validate import normalize_dim
 from ..specs import register_spec
-from ._dims import normalize_dim
 
 __all__ = ["cat", "chunk", "getitem", "pad", "split", "stack"]
 

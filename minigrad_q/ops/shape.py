@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Function, Tensor
+from ..core.validate import normalize_dim
 from ..specs import register_spec
-from ._dims import normalize_dim
 
 __all__ = [
     "broadcast_to", "expand", "flatten", "permute", "reshape", "squeeze", "transpose", "unsqueeze", "view",

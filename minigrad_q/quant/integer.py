@@ -43,14 +43,13 @@ to a temporary file and ``os.replace``d, never pickled.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from .. import backend, nn
-from ..checkpoint import _atomic_write, _digest, _host
+from .. import backend, nn, storage
 from ..core import Tensor, no_grad
+from ..storage import host_array
 from .integer_layers import (
     EXACT_FLOAT32,
     EXACT_FLOAT64,
@@ -71,7 +70,6 @@ from .qparams import check_qrange
 __all__ = ["IntegerModel", "IntegerModelError", "RequantizationOverflow", "convert", "load_integer_model", "FORMAT"]
 
 FORMAT = "minigrad_q.integer/1"
-METADATA_KEY = "minigrad_q"
 _numpy = backend.array_module("cpu")
 
 _BETWEEN = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity)
@@ -113,16 +111,12 @@ class IntegerModel(nn.Sequential):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to `path` (safetensors, JSON layer list in the header), atomically."""
-        import safetensors.numpy
-
         path = os.fspath(path)
-        tensors = {name: _host(value.data) for name, value in self.state_dict().items()}
-        metadata = {"format": FORMAT, "layers": self.layer_configs(), "keys": list(tensors), "sha256": _digest(tensors)}
-        data = safetensors.numpy.save(tensors, metadata={METADATA_KEY: json.dumps(metadata)})
+        tensors = {name: host_array(value.data) for name, value in self.state_dict().items()}
         try:
-            _atomic_write(path, data)
-        except ValueError as error:  # CheckpointError
-            raise IntegerModelError(str(error).replace("checkpoint", "integer model", 1)) from None
+            storage.write(path, tensors, {"format": FORMAT, "layers": self.layer_configs(), "keys": list(tensors)})
+        except storage.StorageError as error:
+            raise IntegerModelError(f"integer model {error}") from None
 
 
 # ---------------------------------------------------------------- convert
@@ -328,32 +322,6 @@ def convert(model: nn.Module) -> IntegerModel:
 
 
 # ---------------------------------------------------------------- save / load
-def _read(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metadata, tensors) of an integer model file, or an IntegerModelError saying what is wrong."""
-    import safetensors
-    import safetensors.numpy
-
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise IntegerModelError(f"integer model {path}: cannot read it: {error.strerror or error}") from None
-    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    try:
-        if not 0 <= size <= len(data) - 8:
-            raise ValueError
-        metadata = json.loads(json.loads(data[8:8 + size])["__metadata__"][METADATA_KEY])
-        tensors = safetensors.numpy.load(data)
-    except (ValueError, KeyError, TypeError, safetensors.SafetensorError):
-        raise IntegerModelError(f"integer model {path} is truncated, corrupted or not a minigrad_q integer model") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        found = metadata.get("format") if isinstance(metadata, dict) else None
-        raise IntegerModelError(f"integer model {path}: unsupported format {found!r}, expected {FORMAT!r}")
-    if _digest(tensors) != metadata.get("sha256"):
-        raise IntegerModelError(f"integer model {path} is corrupted: its tensors do not match the sha256 in its metadata")
-    return metadata, tensors
-
-
 def _build(kind: str, config: dict[str, Any], arrays: dict[str, Any]) -> nn.Module:
     """One layer from its saved type, configuration and tensors (keyed by buffer name)."""
     if kind in _LAYERS:
@@ -364,7 +332,10 @@ def _build(kind: str, config: dict[str, Any], arrays: dict[str, Any]) -> nn.Modu
 def load_integer_model(path: str | os.PathLike[str], device: str = "cpu") -> IntegerModel:
     """The integer model saved at `path` by ``IntegerModel.save``, on `device`."""
     path = os.fspath(path)
-    metadata, tensors = _read(path)
+    try:
+        metadata, tensors = storage.read(path, "minigrad_q integer model", FORMAT)
+    except storage.StorageError as error:
+        raise IntegerModelError(f"integer model {error}") from None
     layers, sources = [], []
     try:
         for position, entry in enumerate(metadata["layers"]):

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import backend, nn, ops
 from ..core import Tensor, no_grad
-from ..nn._utils import pair
+from ..core.validate import pair
 from ..nn.conv import conv_repr
 from ..nn.module import Module
 

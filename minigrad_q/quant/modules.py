@@ -26,9 +26,9 @@ from typing import Any
 
 from .. import backend
 from ..core import Tensor, no_grad
+from ..core.validate import flag, normalize_dim
 from ..nn.module import Module
 from ..nn.parameter import Parameter
-from ..ops._dims import normalize_dim
 from .dsq import dsq
 from .fake_quant import fake_quant, round_ste
 from .lsq import lsq, lsq_init_step
@@ -59,12 +59,6 @@ def _project(param: Tensor, low: float, high: float | None = None) -> None:
             param.xp.maximum(param.data, low, out=param.data)
         else:
             param.xp.clip(param.data, low, high, out=param.data)
-
-
-def _check_flag(op: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
-    return value
 
 
 def _check_axis(op: str, axis: Any) -> int | None:
@@ -104,22 +98,22 @@ class _Quantizer(Module):
         super().__init__()
         name = type(self).__name__
         self.bits = check_bits(name, bits)
-        self.signed = _check_flag(name, "signed", signed)
-        self.narrow = _check_flag(name, "narrow", narrow)
+        self.signed = flag(name, "signed", signed)
+        self.narrow = flag(name, "narrow", narrow)
         self.qmin, self.qmax = qrange(bits, signed, narrow)
         self.axis = _check_axis(name, axis)
         self.fake_quant_enabled = True
         self.observer_enabled = True
 
     def enable_fake_quant(self, enabled: bool = True) -> _Quantizer:
-        self.fake_quant_enabled = _check_flag(type(self).__name__, "enabled", enabled)
+        self.fake_quant_enabled = flag(type(self).__name__, "enabled", enabled)
         return self
 
     def disable_fake_quant(self) -> _Quantizer:
         return self.enable_fake_quant(False)
 
     def enable_observer(self, enabled: bool = True) -> _Quantizer:
-        self.observer_enabled = _check_flag(type(self).__name__, "enabled", enabled)
+        self.observer_enabled = flag(type(self).__name__, "enabled", enabled)
         return self
 
     def disable_observer(self) -> _Quantizer:
@@ -225,7 +219,7 @@ class FakeQuantize(_Quantizer):
                  device: Any = None, dtype: Any = None) -> None:
         super().__init__(bits, signed, narrow, axis)
         name, qmin, qmax = type(self).__name__, self.qmin, self.qmax
-        self.symmetric = signed if symmetric is None else _check_flag(name, "symmetric", symmetric)
+        self.symmetric = signed if symmetric is None else flag(name, "symmetric", symmetric)
         self.averaging_constant = averaging_constant
         self.observer = _minmax_observer(qmin, qmax, self.symmetric, averaging_constant, axis,
                                          _check_channels(name, num_channels, axis), device, dtype)
@@ -264,9 +258,9 @@ class DSQQuantizer(_Initialised):
         name, qmin, qmax = type(self).__name__, self.qmin, self.qmax
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
             raise ValueError(f"{name}: alpha must lie in (0, 1), got {alpha!r}")
-        self.learn_alpha = _check_flag(name, "learn_alpha", learn_alpha)
-        self.learn_scale = _check_flag(name, "learn_scale", learn_scale)
-        self.symmetric = signed if symmetric is None else _check_flag(name, "symmetric", symmetric)
+        self.learn_alpha = flag(name, "learn_alpha", learn_alpha)
+        self.learn_scale = flag(name, "learn_scale", learn_scale)
+        self.symmetric = signed if symmetric is None else flag(name, "symmetric", symmetric)
         self.averaging_constant = averaging_constant
         num_channels = _check_channels(name, num_channels, axis)
         device = backend.parse_device(device)
@@ -335,7 +329,7 @@ class LSQQuantizer(_Initialised):
         name, qmax = type(self).__name__, self.qmax
         if qmax <= 0:
             raise ValueError(f"{name}: LSQ needs a positive level: signed {bits}-bit gives qmax = {qmax}")
-        self.use_offset = _check_flag(name, "offset", offset)
+        self.use_offset = flag(name, "offset", offset)
         self.grad_scale = grad_scale
         num_channels = _check_channels(name, num_channels, axis)
         device = backend.parse_device(device)

@@ -27,8 +27,8 @@ from typing import Any
 
 from .. import backend
 from ..core import Tensor
+from ..core.validate import flag, integer, normalize_dim
 from ..nn.module import Module
-from ..ops._dims import normalize_dim
 from .qparams import FLOAT32_EPS, check_qrange, minmax_qparams
 
 __all__ = [
@@ -48,19 +48,17 @@ class _MinMaxObserverBase(Module):
         super().__init__()
         name = type(self).__name__
         self.quant_min, self.quant_max = check_qrange(name, quant_min, quant_max)
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"{name}: symmetric must be a bool, got {symmetric!r}")
+        flag(name, "symmetric", symmetric)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
         if averaging_constant is not None and (isinstance(averaging_constant, bool)
                                                or not isinstance(averaging_constant, (int, float))
                                                or not 0 < averaging_constant <= 1):
             raise ValueError(f"{name}: averaging_constant must be in (0, 1], got {averaging_constant!r}")
-        if ch_axis is not None and (isinstance(ch_axis, bool) or not isinstance(ch_axis, int)):
-            raise TypeError(f"{name}: ch_axis must be an int, got {ch_axis!r}")
-        if num_channels is not None and (isinstance(num_channels, bool) or not isinstance(num_channels, int)
-                                         or num_channels < 1):
-            raise ValueError(f"{name}: num_channels must be a positive int, got {num_channels!r}")
+        if ch_axis is not None:
+            integer(name, "ch_axis", ch_axis)
+        if num_channels is not None:
+            integer(name, "num_channels", num_channels, 1)
         self.symmetric = symmetric
         self.eps = float(eps)
         self.averaging_constant = None if averaging_constant is None else float(averaging_constant)

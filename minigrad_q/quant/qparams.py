@@ -14,7 +14,7 @@ import operator
 from typing import Any
 
 from ..core import Tensor
-from ..ops._dims import normalize_dim
+from ..core.validate import normalize_dim
 
 
 class NonFiniteGrid(ValueError):

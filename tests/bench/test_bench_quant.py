@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minigrad_q import bench, cli
+from minigrad_q import cli
 from minigrad_q.bench import machine
 from minigrad_q.bench import quant as bench_quant
 

@@ -51,14 +51,14 @@ def test_noise_zero_gives_the_prototypes():
         np.testing.assert_array_equal(rows, np.broadcast_to(rows[0], rows.shape))
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"num_samples": -1}, "num_samples must be an integer >= 0, got -1"),
-    ({"num_classes": 0}, "num_classes must be an integer >= 1, got 0"),
-    ({"shape": (3, 32)}, r"shape must be \(C, H, W\) with positive integers, got \(3, 32\)"),
-    ({"shape": (3, 0, 4)}, "shape must be"),
-    ({"seed": 1.5}, "seed must be an integer >= 0"),
-    ({"noise": -1.0}, "noise must be >= 0"),
+@pytest.mark.parametrize("options, error, message", [
+    ({"num_samples": -1}, ValueError, "num_samples must be a non-negative integer, got -1"),
+    ({"num_classes": 0}, ValueError, "num_classes must be a positive integer, got 0"),
+    ({"shape": (3, 32)}, ValueError, r"shape must be \(C, H, W\) with positive integers, got \(3, 32\)"),
+    ({"shape": (3, 0, 4)}, ValueError, "shape must be"),
+    ({"seed": 1.5}, TypeError, "seed must be a non-negative integer, got float 1.5"),
+    ({"noise": -1.0}, ValueError, "noise must be >= 0"),
 ])
-def test_bad_synthetic_options(options, message):
-    with pytest.raises(ValueError, match="synthetic: " + message):
+def test_bad_synthetic_options(options, error, message):
+    with pytest.raises(error, match="synthetic: " + message):
         load_dataset("synthetic", **options)
