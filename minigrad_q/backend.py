@@ -20,7 +20,8 @@ from typing import Any
 # default, 70 ms with 2^4 cycles). OpenBLAS reads the setting when NumPy loads it; unless the user chose a
 # value, it is set here, and if NumPy was loaded first, OpenBLAS re-reads it (_respin_openblas).
 BLAS_THREAD_TIMEOUT = "4"
-_respin = "OPENBLAS_THREAD_TIMEOUT" not in os.environ and "numpy" in sys.modules
+sets_blas_thread_timeout = "OPENBLAS_THREAD_TIMEOUT" not in os.environ
+_respin = sets_blas_thread_timeout and "numpy" in sys.modules
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
 
 import numpy  # noqa: E402
@@ -346,6 +347,23 @@ def use_fused(enabled: bool) -> Iterator[None]:
         yield
     finally:
         set_fused(previous)
+
+
+def import_effects() -> list[tuple[str, str, str]]:
+    """(what, in effect in this process, how to turn it off) for each thing importing minigrad_q changes
+    in the process, and for the fused kernels' switch: for ``minigrad-q info`` and the README."""
+    timeout = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    return [
+        ("OpenBLAS idle threads sleep at once (OPENBLAS_THREAD_TIMEOUT=4)",
+         "yes" if sets_blas_thread_timeout else f"no: OPENBLAS_THREAD_TIMEOUT={timeout} was set before import",
+         "set OPENBLAS_THREAD_TIMEOUT yourself before importing"),
+        ("glibc keeps freed arrays up to 32 MiB (mallopt)", "yes" if keeps_freed_host_memory else "no",
+         "MINIGRAD_Q_KEEP_FREED_MEMORY=0"),
+        ("quantizer outputs of 32 MiB or more reuse unreferenced buffers (backend.empty)",
+         "yes" if keeps_freed_host_memory else "no", "MINIGRAD_Q_KEEP_FREED_MEMORY=0"),
+        ("ops take their fused paths (chunked NumPy, CUDA kernels)", "yes" if _fused else "no",
+         "MINIGRAD_Q_FUSED=0, or backend.set_fused(False)"),
+    ]
 
 
 # ---------------------------------------------------------------- random

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import __version__, backend
 from ..bench import gpu_report, thread_report
+from ..inspect import format_table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,9 +27,11 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    print("\nwhat importing minigrad_q changed in this process, and how to turn it off:")
+    print(format_table(["effect", "on", "off-switch"], [list(effect) for effect in backend.import_effects()]))
     return 0
 
 
 def add_command(commands: Any) -> None:
-    info = commands.add_parser("info", help="versions, devices, BLAS")
+    info = commands.add_parser("info", help="versions, devices, BLAS, and what importing minigrad_q changes")
     info.set_defaults(run=run)

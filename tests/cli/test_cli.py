@@ -21,7 +21,7 @@ def run_main(capsys, *argv):
     return code, out, err
 
 
-def run_script(*argv, module=False, timeout=120):
+def run_script(*argv, module=False, timeout=120, env=None):
     """The installed `minigrad-q` script (or `python -m minigrad_q`) in a fresh process."""
     if module:
         command = [sys.executable, "-m", "minigrad_q", *argv]
@@ -30,7 +30,7 @@ def run_script(*argv, module=False, timeout=120):
         if script is None:
             pytest.skip("the minigrad-q console script is not installed (pip install -e .)")
         command = [script, *argv]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
 
 def registered(names):
@@ -78,6 +78,22 @@ def test_info_in_a_subprocess():
     result = run_script("info")
     assert result.returncode == 0, result.stderr
     assert "numpy" in result.stdout and "devices" in result.stdout and "BLAS" in result.stdout
+
+
+def test_info_lists_what_importing_minigrad_q_changed_and_each_off_switch():
+    """In fresh processes: with the switches off, info says each effect is off."""
+    import os
+
+    off = {"OPENBLAS_THREAD_TIMEOUT": "2", "MINIGRAD_Q_KEEP_FREED_MEMORY": "0", "MINIGRAD_Q_FUSED": "0"}
+    unset = {name: value for name, value in os.environ.items() if name not in off}
+    default = run_script("info", env=unset)
+    assert default.returncode == 0, default.stderr
+    lines = default.stdout.splitlines()
+    effects = lines[lines.index("what importing minigrad_q changed in this process, and how to turn it off:") + 3:]
+    assert len(effects) == 4 and all("| yes |" in line for line in effects)
+    switched = run_script("info", env={**unset, **off})
+    assert switched.returncode == 0, switched.stderr
+    assert "| yes " not in switched.stdout and "no: OPENBLAS_THREAD_TIMEOUT=2 was set before import" in switched.stdout
 
 
 def test_no_command_prints_help(capsys):
