@@ -45,8 +45,11 @@ __all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate"
 OPTIMIZERS = ("sgd", "adam")
 # settings that define the run: a resumed run must use the checkpoint's values
 RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-              "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha")
+              "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha",
+              "init_from", "pretrain_epochs")
 SCHEDULES = ("cosine", "constant")
+FLOAT_LR = 0.05  # training from scratch
+FINETUNE_LR = 0.005  # quantization-aware fine-tuning of a trained float model, as the QAT papers do
 
 
 class ConfigError(ValueError):
@@ -73,7 +76,7 @@ class TrainConfig:
     data_dir: str | None = None
     epochs: int = 40
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float | None = None  # None: FLOAT_LR, or FINETUNE_LR when quantizing a float model (init_from, pretrain_epochs)
     optimizer: str = "sgd"  # "sgd" or "adam"
     momentum: float = 0.9  # SGD only
     weight_decay: float = 5e-4
@@ -96,9 +99,22 @@ class TrainConfig:
     dsq_alpha: float = 0.2  # DSQ: the initial alpha
     learn_alpha: bool = False  # DSQ: alpha is a learnable parameter
     convert: bool = False  # after training, convert to an integer model and report its accuracy too
+    init_from: str | None = None  # warm start: a float checkpoint (train --save without quant) to quantize and fine-tune
+    pretrain_epochs: int = 0  # warm start in one run: this many float epochs first, then `epochs` quantized ones
 
     def run_settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_FIELDS}
+
+    @property
+    def warm_start(self) -> bool:
+        """Whether the quantized model starts from a trained float one."""
+        return self.quant is not None and (self.init_from is not None or self.pretrain_epochs > 0)
+
+    def resolved(self) -> TrainConfig:
+        """This config with its defaults that depend on other settings filled in."""
+        if self.lr is not None:
+            return self
+        return dataclasses.replace(self, lr=FINETUNE_LR if self.warm_start else FLOAT_LR)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -115,7 +131,7 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be {'>= 0' if name == 'epochs' else 'at least 1'}, got {value!r}")
     if config.train_size is not None and config.train_size < 1:
         raise ConfigError(f"train-size must be at least 1, got {config.train_size}")
-    if not config.lr > 0:
+    if config.lr is not None and not config.lr > 0:
         raise ConfigError(f"lr must be positive, got {config.lr}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {config.label_smoothing}")
@@ -133,6 +149,14 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError(f"dsq-alpha must be in (0, 1), got {config.dsq_alpha}")
     if config.data_dir is not None and not os.path.isdir(config.data_dir):
         raise ConfigError(f"data directory {config.data_dir} does not exist")
+    if isinstance(config.pretrain_epochs, bool) or not isinstance(config.pretrain_epochs, int) or config.pretrain_epochs < 0:
+        raise ConfigError(f"pretrain-epochs must be an integer >= 0, got {config.pretrain_epochs!r}")
+    if config.pretrain_epochs and config.quant is None:
+        raise ConfigError("pretrain-epochs trains a float model to quantize: give a quantization method too")
+    if config.pretrain_epochs and config.init_from:
+        raise ConfigError("pretrain-epochs and init-from are two ways to start from a float model: give one, not both")
+    if config.init_from and not os.path.isfile(config.init_from):
+        raise ConfigError(f"checkpoint {config.init_from} to start from does not exist")
     if config.resume and not os.path.isfile(config.resume):
         raise ConfigError(f"checkpoint {config.resume} to resume from does not exist")
     for path in (config.save, config.json_path):
@@ -162,9 +186,29 @@ def _model_options(test_set: Any) -> dict[str, Any]:
     return {"in_channels": channels, "num_classes": test_set.num_classes, "input_size": height}
 
 
-def _model(config: TrainConfig, options: dict[str, Any]) -> nn.Module:
-    """The named model; with `quant`, its conv and linear layers swapped for quantized ones."""
-    model = build_model(config.model, **options)
+def _load_float_start(config: TrainConfig, options: dict[str, Any], model: nn.Module) -> None:
+    """init_from: the float checkpoint's weights into `model`, once it is known to be a float run of
+    this model on this dataset."""
+    saved = checkpoint.load(config.init_from)
+    where, stored, info = f"init-from {config.init_from}", saved.config, saved.model
+    if stored.get("quant"):
+        raise ConfigError(f"{where}: the checkpoint holds a model quantized with {stored['quant']} "
+                          f"(W{stored.get('wbits')}A{stored.get('abits')}); start from a float checkpoint "
+                          "(one trained without quant)")
+    if stored.get("dataset") != config.dataset:
+        raise ConfigError(f"{where}: the checkpoint was trained on {stored.get('dataset')}, this run uses {config.dataset}")
+    if info.get("name") != config.model or info.get("options") != options:
+        raise ConfigError(f"{where}: the checkpoint holds a {info.get('name')} with {info.get('options')}, "
+                          f"this run builds a {config.model} with {options}")
+    checkpoint.restore(saved, model)
+
+
+def _model(config: TrainConfig, options: dict[str, Any], float_model: nn.Module | None = None) -> nn.Module:
+    """The named model (or `float_model`, trained by the pretrain phase), its weights from init_from when
+    given; with `quant`, its conv and linear layers swapped for quantized ones."""
+    model = build_model(config.model, **options) if float_model is None else float_model
+    if config.init_from and not config.resume:  # a resumed run restores its own quantized weights
+        _load_float_start(config, options, model)
     if config.quant is None:
         return model
     from . import quant
@@ -352,17 +396,50 @@ def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[st
                  f"of the test images{saved}")
 
 
+def float_checkpoint_path(checkpoint_path: str) -> str:
+    """Where pretrain_epochs saves the float model beside the checkpoint: run.safetensors -> run.float.safetensors."""
+    stem = checkpoint_path[: -len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
+    return stem + ".float.safetensors"
+
+
 def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
           **overrides: Any) -> dict[str, Any]:
     """Train as `config` says (fields may also be given as keyword arguments); returns the summary dict.
 
-    `on_epoch_end(epoch, record)` is called after each epoch's checkpoint is written.
+    With `pretrain_epochs` N the run has two phases: N float epochs (the float defaults, lr FLOAT_LR
+    unless `lr` is given; with `save`, checkpoints go to ``float_checkpoint_path(save)``), then `epochs`
+    quantization-aware epochs that fine-tune that model. `init_from` starts the quantized model from a
+    float checkpoint instead. `on_epoch_end(epoch, record)` is called after each epoch's checkpoint is
+    written (in the quantized phase).
     """
     start = time.perf_counter()
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     if config.resume and not config.save:
         config = dataclasses.replace(config, save=config.resume)  # a resumed run goes on saving where it left off
     _check(config)
+    float_model, pretrained = None, None
+    if config.pretrain_epochs and not config.resume:  # a resumed run restores the quantized phase
+        phase = dataclasses.replace(config, quant=None, epochs=config.pretrain_epochs, pretrain_epochs=0, json_path=None,
+                                    convert=False, save=config.save and float_checkpoint_path(config.save))
+        _say(config, f"phase 1 of 2: {_epochs(config.pretrain_epochs)} of float training")
+        float_model, pretrained = _run(phase.resolved(), None)
+        _say(config, f"phase 2 of 2: {_epochs(config.epochs)} of quantization-aware fine-tuning")
+    model, summary = _run(config.resolved(), on_epoch_end, float_model)
+    if pretrained is not None:
+        summary["pretrain"] = {name: pretrained[name] for name in ("test_accuracy", "wall_time_s", "history")}
+        summary["float_test_accuracy"] = pretrained["test_accuracy"]
+        summary["wall_time_s"] = time.perf_counter() - start
+    if config.json_path:
+        with open(config.json_path, "w", encoding="utf-8") as file:
+            json.dump(summary, file, indent=2)
+            file.write("\n")
+    return summary
+
+
+def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+         float_model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """One phase of `train`: (the trained model, the summary)."""
+    start = time.perf_counter()
     try:
         device = backend.parse_device(config.device)
     except backend.DeviceError as error:
@@ -371,7 +448,7 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     options = _model_options(test_set)
 
     backend.manual_seed(config.seed)
-    model = _model(config, options).to(device)
+    model = _model(config, options, float_model).to(device)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
     train_loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed, device=device)
@@ -384,6 +461,8 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         _say(config, f"resumed from {config.resume} after epoch {done}")
     parameters = sum(p.numel() for p in model.parameters())
     quantized = f" quantized W{config.wbits}A{config.abits} with {config.quant}" if config.quant else ""
+    if config.warm_start and not config.resume:
+        quantized += f", starting from {config.init_from or 'the float model of phase 1'}"
     _say(config, f"training {config.model}{quantized} ({parameters:,} parameters) on {config.dataset} "
                  f"({len(train_set):,} train / {len(test_set):,} test images, {'x'.join(map(str, test_set.shape))}) "
                  f"on {device}: {config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
@@ -438,6 +517,9 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
         "train_images_per_s": train_images / train_seconds if train_seconds > 0 else None,
         "history": history,
     }
+    if config.init_from:
+        float_history = checkpoint.read_metadata(config.init_from).get("extra", {}).get("history") or [{}]
+        summary["float_test_accuracy"] = float_history[-1].get("test_accuracy")
     if config.convert:
         _convert(config, model, test_loader, summary)
     _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
@@ -445,8 +527,4 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
                  + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]
                     else "no epochs to train")
                  + (f"; checkpoint {config.save}" if config.save else ""))
-    if config.json_path:
-        with open(config.json_path, "w", encoding="utf-8") as file:
-            json.dump(summary, file, indent=2)
-            file.write("\n")
-    return summary
+    return model, summary

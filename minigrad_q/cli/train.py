@@ -11,7 +11,7 @@ from .usage import UsageError
 
 TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
                  "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size",
-                 "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert")
+                 "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert", "init_from", "pretrain_epochs")
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -53,7 +53,7 @@ def add_command(commands: Any) -> None:
     command.add_argument("--data-dir", metavar="DIR", help="folder of the dataset's files (fashion-mnist, mnist)")
     command.add_argument("--epochs", metavar="N", type=int, help="total epochs (default 40)")
     command.add_argument("--batch-size", metavar="B", type=int, help="training batch size (default 64)")
-    command.add_argument("--lr", type=float, help="learning rate (default 0.05)")
+    command.add_argument("--lr", type=float, help="learning rate (default 0.05; 0.005 when fine-tuning a float model)")
     command.add_argument("--optimizer", metavar="NAME", help="sgd (default, momentum 0.9) or adam")
     command.add_argument("--momentum", metavar="M", type=float, help="SGD momentum (default 0.9)")
     command.add_argument("--weight-decay", metavar="WD", type=float, help="L2 weight decay (default 5e-4)")
@@ -76,6 +76,10 @@ def add_command(commands: Any) -> None:
                      help="QuantNoise: fraction of weights quantized per step (default 0.5)")
     qat.add_argument("--dsq-alpha", metavar="A", type=float, help="DSQ: initial alpha in (0, 1) (default 0.2)")
     qat.add_argument("--learn-alpha", action="store_true", default=None, help="DSQ: learn alpha (default: fixed)")
+    qat.add_argument("--init-from", metavar="PATH",
+                     help="start from this float checkpoint (train --save without --quant): quantize it, fine-tune it")
+    qat.add_argument("--pretrain-epochs", metavar="N", type=int,
+                     help="train the float model for N epochs first (lr 0.05 unless --lr), then --epochs of QAT")
     qat.add_argument("--convert", action="store_true", default=None,
                      help="after training, convert to an integer model and report its accuracy too")
     command.set_defaults(run=run)
