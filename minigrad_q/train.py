@@ -38,7 +38,7 @@ from . import backend, checkpoint, data, nn, optim
 from .core import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
-from .quant import METHODS, NonFiniteGrid
+from .quant import METHOD_OPTIONS, METHODS, NonFiniteGrid
 
 __all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "RUN_FIELDS"]
 
@@ -50,6 +50,15 @@ RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "
 SCHEDULES = ("cosine", "constant")
 FLOAT_LR = 0.05  # training from scratch
 FINETUNE_LR = 0.005  # quantization-aware fine-tuning of a trained float model, as the QAT papers do
+# the settings that apply to some quantization methods only, with their defaults there
+METHOD_SETTINGS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "wbits": (tuple(METHODS), 4),
+    "abits": (tuple(METHODS), 4),
+    "first_last_bits": (tuple(METHODS), 8),
+    "qnoise_p": (("qnoise",), METHOD_OPTIONS[("weight", "qnoise")]["qnoise_p"]),
+    "dsq_alpha": (("dsq",), METHOD_OPTIONS[("weight", "dsq")]["dsq_alpha"]),
+    "learn_alpha": (("dsq",), METHOD_OPTIONS[("weight", "dsq")]["learn_alpha"]),
+}
 
 
 class ConfigError(ValueError):
@@ -93,11 +102,13 @@ class TrainConfig:
     progress: bool | None = None  # tqdm bars: None = only when stderr is a terminal
     verbose: bool = True  # print the per-epoch log lines and the summary
     quant: str | None = None  # quantization-aware training: "ste", "dsq", "lsq", "qnoise" or "pact" (quant.METHODS)
-    wbits: int = 4  # weight bits (with quant)
-    abits: int = 4  # activation bits (with quant)
-    qnoise_p: float = 0.5  # QuantNoise: the fraction of weights quantized in each training step
-    dsq_alpha: float = 0.2  # DSQ: the initial alpha
-    learn_alpha: bool = False  # DSQ: alpha is a learnable parameter
+    # Settings of some quantization methods only (METHOD_SETTINGS); None: the method's default (resolved()).
+    wbits: int | None = None  # weight bits (4)
+    abits: int | None = None  # activation bits (4)
+    first_last_bits: int | str | None = None  # bits of the first and last layers (8); "same": wbits and abits
+    qnoise_p: float | None = None  # QuantNoise: the fraction of weights quantized in each training step (0.5)
+    dsq_alpha: float | None = None  # DSQ: the initial alpha (0.2)
+    learn_alpha: bool | None = None  # DSQ: alpha is a learnable parameter (True)
     convert: bool = False  # after training, convert to an integer model and report its accuracy too
     init_from: str | None = None  # warm start: a float checkpoint (train --save without quant) to quantize and fine-tune
     pretrain_epochs: int = 0  # warm start in one run: this many float epochs first, then `epochs` quantized ones
@@ -111,10 +122,15 @@ class TrainConfig:
         return self.quant is not None and (self.init_from is not None or self.pretrain_epochs > 0)
 
     def resolved(self) -> TrainConfig:
-        """This config with its defaults that depend on other settings filled in."""
-        if self.lr is not None:
-            return self
-        return dataclasses.replace(self, lr=FINETUNE_LR if self.warm_start else FLOAT_LR)
+        """This config with the defaults that depend on other settings filled in: the learning rate, and
+        the settings of the quantization method in use."""
+        filled: dict[str, Any] = {}
+        if self.lr is None:
+            filled["lr"] = FINETUNE_LR if self.warm_start else FLOAT_LR
+        for name, (methods, default) in METHOD_SETTINGS.items():
+            if getattr(self, name) is None and self.quant in methods:
+                filled[name] = default
+        return dataclasses.replace(self, **filled)
 
 
 # ---------------------------------------------------------------- building blocks
@@ -139,14 +155,24 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError(f"unknown quantization method {config.quant!r}; expected one of: {', '.join(METHODS)}")
     if config.convert and config.quant is None:
         raise ConfigError("convert needs a quantized model: give a quantization method too (e.g. quant='dsq')")
-    for name in ("wbits", "abits"):
+    for name, (methods, _) in METHOD_SETTINGS.items():
+        if getattr(config, name) is not None and config.quant not in methods:
+            needs = "a quantization method" if len(methods) > 1 else f"quant={methods[0]!r}"
+            raise ConfigError(f"{name.replace('_', '-')} applies to {needs} only, and this run has "
+                              f"quant={config.quant!r}: it would change nothing")
+    for name in ("wbits", "abits", "first_last_bits"):
         value = getattr(config, name)
+        if value is None or (name == "first_last_bits" and value == "same"):
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
-            raise ConfigError(f"{name} must be an integer from 1 to 8, got {value!r}")
-    if not 0 <= config.qnoise_p <= 1:
+            also = " or 'same'" if name == "first_last_bits" else ""
+            raise ConfigError(f"{name.replace('_', '-')} must be an integer from 1 to 8{also}, got {value!r}")
+    if config.qnoise_p is not None and not 0 <= config.qnoise_p <= 1:
         raise ConfigError(f"qnoise-p must be in [0, 1], got {config.qnoise_p}")
-    if not 0 < config.dsq_alpha < 1:
+    if config.dsq_alpha is not None and not 0 < config.dsq_alpha < 1:
         raise ConfigError(f"dsq-alpha must be in (0, 1), got {config.dsq_alpha}")
+    if config.learn_alpha is not None and not isinstance(config.learn_alpha, bool):
+        raise ConfigError(f"learn-alpha must be True or False, got {config.learn_alpha!r}")
     if config.data_dir is not None and not os.path.isdir(config.data_dir):
         raise ConfigError(f"data directory {config.data_dir} does not exist")
     if isinstance(config.pretrain_epochs, bool) or not isinstance(config.pretrain_epochs, int) or config.pretrain_epochs < 0:
@@ -219,7 +245,9 @@ def _model(config: TrainConfig, options: dict[str, Any], float_model: nn.Module 
         method_options.update(dsq_alpha=config.dsq_alpha, learn_alpha=config.learn_alpha)
     if weight == "qnoise":
         method_options.update(qnoise_p=config.qnoise_p)
-    return quant.prepare_qat(model, weight=weight, act=act, wbits=config.wbits, abits=config.abits, **method_options)
+    edge_bits = None if config.first_last_bits == "same" else config.first_last_bits
+    return quant.prepare_qat(model, weight=weight, act=act, wbits=config.wbits, abits=config.abits,
+                             first_last_bits=edge_bits, **method_options)
 
 
 def _optimizer(config: TrainConfig, model: nn.Module) -> Any:
@@ -420,7 +448,8 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     float_model, pretrained = None, None
     if config.pretrain_epochs and not config.resume:  # a resumed run restores the quantized phase
         phase = dataclasses.replace(config, quant=None, epochs=config.pretrain_epochs, pretrain_epochs=0, json_path=None,
-                                    convert=False, save=config.save and float_checkpoint_path(config.save))
+                                    convert=False, save=config.save and float_checkpoint_path(config.save),
+                                    **dict.fromkeys(METHOD_SETTINGS))
         _say(config, f"phase 1 of 2: {_epochs(config.pretrain_epochs)} of float training")
         float_model, pretrained = _run(phase.resolved(), None)
         _say(config, f"phase 2 of 2: {_epochs(config.epochs)} of quantization-aware fine-tuning")
@@ -461,6 +490,8 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
         _say(config, f"resumed from {config.resume} after epoch {done}")
     parameters = sum(p.numel() for p in model.parameters())
     quantized = f" quantized W{config.wbits}A{config.abits} with {config.quant}" if config.quant else ""
+    if config.quant and config.first_last_bits != "same":
+        quantized += f" (first and last layers {config.first_last_bits}-bit)"
     if config.warm_start and not config.resume:
         quantized += f", starting from {config.init_from or 'the float model of phase 1'}"
     _say(config, f"training {config.model}{quantized} ({parameters:,} parameters) on {config.dataset} "

@@ -102,7 +102,8 @@ def test_train_command_prints_both_phases(capsys, tmp_path):
     lines = out.splitlines()
     assert lines[0] == "phase 1 of 2: 1 epoch of float training" and lines[1].startswith("training lenet5 (")
     second = lines.index("phase 2 of 2: 1 epoch of quantization-aware fine-tuning")
-    assert lines[second + 1].startswith("training lenet5 quantized W2A2 with dsq, starting from the float model of phase 1")
+    assert lines[second + 1].startswith("training lenet5 quantized W2A2 with dsq (first and last layers 8-bit), starting "
+                                        "from the float model of phase 1")
     assert "lr 0.005" in lines[second + 1]
     summary = json.loads(summary_path.read_text())
     assert summary["config"]["pretrain_epochs"] == 1 and "test_accuracy" in summary["pretrain"]

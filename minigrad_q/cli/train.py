@@ -11,7 +11,8 @@ from .usage import UsageError
 
 TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
                  "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size",
-                 "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert", "init_from", "pretrain_epochs")
+                 "quant", "wbits", "abits", "first_last_bits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert",
+                 "init_from", "pretrain_epochs")
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -39,6 +40,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"train: {error.filename or ''}: {error.strerror or error}") from None
     return 0
+
+
+def _bits_or_same(text: str) -> int | str:
+    if text == "same":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bits or 'same', got {text!r}") from None
 
 
 def add_command(commands: Any) -> None:
@@ -72,10 +82,13 @@ def add_command(commands: Any) -> None:
     qat.add_argument("--quant", metavar="METHOD", help="quantize with ste, dsq, lsq, qnoise or pact (default: float)")
     qat.add_argument("--wbits", metavar="B", type=int, help="weight bits (default 4)")
     qat.add_argument("--abits", metavar="B", type=int, help="activation bits (default 4)")
+    qat.add_argument("--first-last-bits", metavar="B", type=_bits_or_same,
+                     help="bits of the first conv and the last linear layer (default 8), or 'same' as the rest")
     qat.add_argument("--qnoise-p", metavar="P", type=float,
                      help="QuantNoise: fraction of weights quantized per step (default 0.5)")
     qat.add_argument("--dsq-alpha", metavar="A", type=float, help="DSQ: initial alpha in (0, 1) (default 0.2)")
-    qat.add_argument("--learn-alpha", action="store_true", default=None, help="DSQ: learn alpha (default: fixed)")
+    qat.add_argument("--learn-alpha", action=argparse.BooleanOptionalAction, default=None,
+                     help="DSQ: learn alpha (default), or keep it fixed (--no-learn-alpha)")
     qat.add_argument("--init-from", metavar="PATH",
                      help="start from this float checkpoint (train --save without --quant): quantize it, fine-tune it")
     qat.add_argument("--pretrain-epochs", metavar="N", type=int,

@@ -17,6 +17,7 @@ from .observers import (
 from .pact import pact
 from .qat import (
     ACT_METHODS,
+    METHOD_OPTIONS,
     METHODS,
     WEIGHT_METHODS,
     QuantConv2d,
@@ -33,7 +34,8 @@ __all__ = [
     "quant_noise", "quant_noise_mask",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",
-    "QuantConv2d", "QuantLinear", "prepare_qat", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "dsq_alpha_penalty",
+    "QuantConv2d", "QuantLinear", "prepare_qat", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS",
+    "dsq_alpha_penalty",
     "dsq_alpha_schedule",
     "convert", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",
 ]

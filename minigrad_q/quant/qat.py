@@ -210,13 +210,17 @@ def _act_quantizer(method: str, bits: int, first: bool, options: dict[str, Any],
 
 
 def prepare_qat(model: Module, weight: str | None = "dsq", act: str | None = "ste", wbits: int = 4, abits: int = 4,
-                per_channel: bool = True, skip_first_last: bool = False, **method_options: Any) -> Module:
+                per_channel: bool = True, skip_first_last: bool = False, first_last_bits: int | None = None,
+                **method_options: Any) -> Module:
     """A deep copy of `model` with every nn.Conv2d / nn.Linear swapped, by module path, for a
     QuantConv2d / QuantLinear with the quantizers of `weight` ("ste", "dsq", "lsq", "qnoise", or None: float
     weights) at `wbits` bits and `act` ("ste", "dsq", "lsq", "pact", or None: float inputs) at `abits` bits.
 
     per_channel: weight grids per output channel (axis 0); QuantNoise's is per-tensor regardless.
     skip_first_last: the first and the last quantizable layers (in module order) stay float.
+    first_last_bits: the first and the last quantizable layers get this many bits, weights and inputs
+      alike (None: wbits and abits, like the rest). Common practice keeps them at 8 (``minigrad-q train``'s
+      default): the first sees the raw image and the last decides the class, and both are small.
     method_options (the defaults in METHOD_OPTIONS; one that does not apply to the chosen methods is an error):
       dsq_alpha (0.2), learn_alpha (True), learn_scale (False)  — weight="dsq" or act="dsq"
       qnoise_p (0.5), qnoise_block_size (1)                     — weight="qnoise"
@@ -236,6 +240,11 @@ def prepare_qat(model: Module, weight: str | None = "dsq", act: str | None = "st
     for name, flag in (("per_channel", per_channel), ("skip_first_last", skip_first_last)):
         if not isinstance(flag, bool):
             raise TypeError(f"prepare_qat: {name} must be a bool, got {flag!r}")
+    if first_last_bits is not None:
+        check_bits("prepare_qat (first_last_bits)", first_last_bits)
+        if skip_first_last:
+            raise ValueError("prepare_qat: skip_first_last keeps the first and last layers float, first_last_bits "
+                             "quantizes them: give one")
     options = _options(weight, act, method_options)
     prepared = copy.deepcopy(model)
     paths: dict[int, list[str]] = {}
@@ -251,9 +260,11 @@ def prepare_qat(model: Module, weight: str | None = "dsq", act: str | None = "st
         module = layers[key]
         device, dtype = module.weight.device, module.weight.dtype
         first = position == 0 and not skip_first_last
+        edge = first_last_bits is not None and position in (0, len(order) - 1)
+        layer_wbits, layer_abits = (first_last_bits, first_last_bits) if edge else (wbits, abits)
         weight_quant = (None if weight is None else
-                        _weight_quantizer(weight, wbits, per_channel, module.weight.shape[0], options, device, dtype))
-        act_quant = None if act is None else _act_quantizer(act, abits, first, options, device, dtype)
+                        _weight_quantizer(weight, layer_wbits, per_channel, module.weight.shape[0], options, device, dtype))
+        act_quant = None if act is None else _act_quantizer(act, layer_abits, first, options, device, dtype)
         swap: Callable[..., Any] = QuantConv2d.from_float if isinstance(module, nn.Conv2d) else QuantLinear.from_float
         layer = swap(module, weight_quant, act_quant)
         for path in paths[key]:
