@@ -207,9 +207,9 @@ def dsq_forward(fn: Any, x: Any, scale: Any, zero_point: Any, alpha: Any, S: Any
     half_S_k = channels.prepare(0.5 * S * k, dtype)
     minus_half_S = channels.prepare(-0.5 * S, dtype)
     if need_alpha:  # the α term in float64: its two parts cancel as α → 1
-        alpha = _numpy.asarray(alpha, dtype=backend.float64)
+        alpha64 = _numpy.asarray(alpha, dtype=backend.float64)
         k64, S64 = channels.prepare(k, backend.float64), channels.prepare(S, backend.float64)
-        two_over_alpha_2_minus_alpha = channels.prepare(2 / (alpha * (2 - alpha)), backend.float64)
+        two_over_alpha_2_minus_alpha = channels.prepare(2 / (alpha64 * (2 - alpha64)), backend.float64)
         minus_half_S_s = channels.prepare(-0.5 * S * _numpy.asarray(scale, dtype=backend.float64), backend.float64)
     y = backend.empty(x.shape, dtype)
     slope = backend.empty(x.shape, dtype) if need_slope else None
