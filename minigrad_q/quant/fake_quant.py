@@ -6,8 +6,8 @@ where the rounded, unclamped code rint(x/s) + z lies in [qmin, qmax], 0 elsewher
 point get no gradient. The zero point must hold integers, so the clamp is done as
 clamp(rint(x/s), qmin − z, qmax − z) with no rounding error.
 
-CPU: one chunked pass (quant/_chunks.py) writes x̂ and a bool mask; the backward is one pass
-g·mask. GPU: one fused CuPy kernel each way.
+FakeQuant's forward and backward are the plain path; quant/_fused.py sends GPU arrays and large CPU
+arrays to the fused kernels of _fused_cpu.py / _fused_gpu.py, which compute the same values.
 """
 
 from __future__ import annotations
@@ -19,19 +19,12 @@ from .. import backend
 from ..core import Function, Tensor
 from ..ops.selection import clamp
 from ..specs import Draw, register_spec
-from . import _chunks
+from ._fused import fused_kernels
 from .qparams import check_axis, check_param, check_qrange, expand, qrange
 
 __all__ = ["fake_quant", "round_ste"]
 
 _numpy = backend.array_module("cpu")
-
-_FORWARD_GPU = """
-T code = rint(x / s);
-T clamped = code < lo ? lo : (code > hi ? hi : code);
-y = clamped * s;
-"""
-_FORWARD_MASK_GPU = _FORWARD_GPU + "mask = clamped == code;\n"  # NaN compares false: no gradient
 
 
 class FakeQuant(Function):
@@ -42,79 +35,27 @@ class FakeQuant(Function):
     frozen: its derivative is that mask (away from the ties where rint(x/s) + z changes)."""
 
     def forward(self, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> Any:
-        xp = self.xp
-        want_mask = self.needs_input_grad[0]
-        if xp is _numpy:
-            x = _chunks.contiguous(x)
-            channels = _chunks.Channels(x.shape, axis)
-            s, lo, hi = _layout_bounds(channels, x.dtype, scale, zero_point, qmin, qmax)
-            y = backend.empty(x.shape, x.dtype)
-            mask = backend.empty(x.shape, backend.bool_) if want_mask else None
-
-            def kernel(rows: slice, x: Any, y: Any, *rest: Any) -> None:
-                si, loi, hii = channels.at(s, rows), channels.at(lo, rows), channels.at(hi, rows)
-                if rest:  # with the mask: the rounded codes go to scratch first
-                    mask, code = rest
-                    xp.divide(x, si, out=code)
-                    xp.rint(code, out=code)
-                    xp.clip(code, loi, hii, out=y)
-                    xp.equal(y, code, out=mask)  # NaN compares false: no gradient
-                else:
-                    xp.divide(x, si, out=y)
-                    xp.rint(y, out=y)
-                    xp.clip(y, loi, hii, out=y)
-                xp.multiply(y, si, out=y)
-
-            arrays = [x, y] if mask is None else [x, y, mask]
-            _chunks.elementwise(kernel, arrays, channels.row_size, scratch=int(mask is not None))
-        else:
-            s, lo, hi = _gpu_bounds(xp, x, scale, zero_point, qmin, qmax, axis)
-            if want_mask:
-                fused = backend.elementwise_kernel("T x, T s, T lo, T hi", "T y, bool mask", _FORWARD_MASK_GPU,
-                                                   "minigrad_q_fake_quant_mask")
-                y, mask = fused(x, s, lo, hi)
-            else:
-                fused = backend.elementwise_kernel("T x, T s, T lo, T hi", "T y", _FORWARD_GPU, "minigrad_q_fake_quant")
-                y = fused(x, s, lo, hi)
-        if want_mask:
-            self.save_for_backward(mask)
-        return y
+        self.fused = fused_kernels(self.xp, x)
+        if self.fused:
+            return self.fused.fake_quant_forward(self, x, scale, zero_point, qmin, qmax, axis)
+        s, lo, hi = (laid_out(self.xp, v, x, axis) for v in (scale, qmin - zero_point, qmax - zero_point))
+        code = self.xp.rint(x / s)
+        clamped = self.xp.clip(code, lo, hi)
+        if self.needs_input_grad[0]:
+            self.save_for_backward(clamped == code)  # the mask; NaN compares false: no gradient
+        return clamped * s
 
     def backward(self, grad_output: Any) -> tuple[Any, None, None]:
+        if self.fused:
+            return self.fused.fake_quant_backward(self, grad_output)
         (mask,) = self.saved
-        return mask_gradient(self.xp, grad_output, mask), None, None
+        return grad_output * mask, None, None
 
 
-def mask_gradient(xp: Any, grad_output: Any, mask: Any) -> Any:
-    """grad_output·mask in one pass (mask: bool array of the same shape)."""
-    if xp is not _numpy:
-        fused = backend.elementwise_kernel("T g, bool mask", "T dx", "dx = mask ? g : (T)0", "minigrad_q_masked_grad")
-        return fused(grad_output, mask)
-    grad_output = _chunks.contiguous(grad_output)
-    grad_input = backend.empty(grad_output.shape, grad_output.dtype)
-    mask_bytes = mask.view(xp.uint8)  # uint8 × float multiplies without a bool cast
-
-    def kernel(rows: slice, g: Any, m: Any, dx: Any) -> None:
-        xp.multiply(g, m, out=dx)
-
-    _chunks.elementwise(kernel, [grad_output, mask_bytes, grad_input])
-    return grad_input
-
-
-def _layout_bounds(channels: _chunks.Channels, dtype: Any, scale: Any, zero_point: Any, qmin: int,
-                   qmax: int) -> tuple[Any, Any, Any]:
-    """scale, qmin − z, qmax − z prepared for the chunk kernels (numbers or per-row arrays of dtype)."""
-    lo = qmin - zero_point
-    hi = qmax - zero_point
-    return channels.prepare(scale, dtype), channels.prepare(lo, dtype), channels.prepare(hi, dtype)
-
-
-def _gpu_bounds(xp: Any, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> tuple[Any, Any, Any]:
-    """scale, qmin − z, qmax − z as arrays of x's dtype that broadcast against x."""
-    def arr(value: Any) -> Any:
-        return expand(xp.asarray(value, dtype=x.dtype), x.ndim, axis)
-
-    return arr(scale), arr(qmin - zero_point), arr(qmax - zero_point)
+def laid_out(xp: Any, value: Any, x: Any, axis: int | None) -> Any:
+    """A scale / zero point (a number, or an array of 1 or C elements) as an array of x's dtype that
+    broadcasts against x: per-channel values along `axis`."""
+    return expand(xp.asarray(value, dtype=x.dtype), x.ndim, axis)
 
 
 class RoundSTE(Function):

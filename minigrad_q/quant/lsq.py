@@ -15,6 +15,9 @@ _fake_quantize_learnable_per_tensor_affine, and fake_quant's):
 grad_scale defaults to 1/sqrt(N·qmax), N the number of elements sharing one step (x.size per
 tensor, x.size/C per channel); qmax is the paper's Qp, so qmax must be positive (a signed 1-bit
 range [-1, 0] has Qp = 0: an error). The surrogate is the exact derivative of ``lsq_surrogate``.
+
+LSQ's forward and backward are the plain path; quant/_fused.py sends GPU arrays and large CPU
+arrays to the fused kernels of _fused_cpu.py / _fused_gpu.py, which compute the same values.
 """
 
 from __future__ import annotations
@@ -22,121 +25,43 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._chunks import Channels, contiguous, elementwise
+from ._fused import fused_kernels
+from .fake_quant import laid_out
 from .qparams import FLOAT32_EPS, check_axis, check_param, check_qrange, expand, qrange, sum_to_channels
 
 __all__ = ["lsq", "lsq_init_step", "lsq_surrogate"]
 
-_cpu = backend.array_module("cpu")
-
-_CUDA_FORWARD = ("T x, T s, T b, T qmin, T qmax", "T y",
-                 "T c = rint((x - b) / s); y = (c < qmin ? qmin : (c > qmax ? qmax : c)) * s + b;", "minigrad_q_lsq_forward")
-_CUDA_BACKWARD = ("T g, T x, T s, T b, T qmin, T qmax", "T dx, T ds, T db",
-                  "T v = (x - b) / s; T r = rint(v); bool inside = r >= qmin && r <= qmax;"
-                  "dx = inside ? g : (T)0; ds = g * (inside ? r - v : (r < qmin ? qmin : qmax));"
-                  "db = inside ? (T)0 : g;", "minigrad_q_lsq_backward")
-
 
 class LSQ(Function):
-    """x̂ = s·clamp(rint((x − β)/s), qmin, qmax) + β;  dx = g·m,  ds = Σ g·(m·(rint(v) − v) + (1 − m)·clamp(rint(v)))·gs,
-    dβ = Σ g·(1 − m)·gs, with m = 1[qmin <= rint(v) <= qmax], sums per tensor or per channel (`axis`).
-
-    Backward recomputes v from the saved input (cheaper than storing a mask and a step derivative)."""
+    """x̂ = s·clamp(rint(v), qmin, qmax) + β with v = (x − β)/s;  dx = g·m,
+    ds = Σ g·(m·(rint(v) − v) + (1 − m)·clamp(rint(v), qmin, qmax))·gs,  dβ = Σ g·(1 − m)·gs,
+    with m = 1[qmin <= rint(v) <= qmax], sums per tensor or per channel (`axis`)."""
 
     def forward(self, x: Any, step: Any, offset: Any, qmin: int, qmax: int, grad_scale: float, axis: int | None) -> Any:
         self.qmin, self.qmax, self.grad_scale, self.axis = qmin, qmax, grad_scale, axis
-        if self.xp is not _cpu:
-            s, b = (_device_param(self.xp, p, x, axis) for p in (step, offset))
-            if any(self.needs_input_grad):
-                self.save_for_backward(x, step, offset, s, b)
-            return backend.elementwise_kernel(*_CUDA_FORWARD)(x, s, b, *_device_range(self.xp, x, qmin, qmax))
-        x = contiguous(x)
-        layout = Channels(x.shape, axis)
-        s, b = layout.prepare(step, x.dtype), layout.prepare(offset, x.dtype)
-        y = backend.empty(x.shape, x.dtype)
-
-        def kernel(rows: slice, x: Any, y: Any) -> None:
-            s_rows, b_rows = layout.at(s, rows), layout.at(b, rows)
-            _in_steps(x, s_rows, b_rows, out=y)
-            _cpu.rint(y, out=y)
-            _cpu.clip(y, qmin, qmax, out=y)
-            y *= s_rows
-            if b_rows is not None:
-                y += b_rows
-
-        elementwise(kernel, [x, y], row_size=layout.row_size)
+        self.fused = fused_kernels(self.xp, x)
+        if self.fused:
+            return self.fused.lsq_forward(self, x, step, offset)
+        s, b = (laid_out(self.xp, v, x, axis) for v in (step, 0 if offset is None else offset))
+        v = (x - b) / s
+        code = self.xp.rint(v)
         if any(self.needs_input_grad):
-            self.save_for_backward(x, step, offset, s, b)
-            self.layout = layout
-        return y
+            self.save_for_backward(v, code, step, offset)
+        return self.xp.clip(code, qmin, qmax) * s + b
 
-    def backward(self, grad_output: Any) -> Any:
-        x, step, offset, s, b = self.saved
+    def backward(self, grad_output: Any) -> tuple[Any, Any, Any]:
+        if self.fused:
+            return self.fused.lsq_backward(self, grad_output)
+        v, code, step, offset = self.saved
+        xp, qmin, qmax, axis = self.xp, self.qmin, self.qmax, self.axis
+        inside = (code >= qmin) & (code <= qmax)  # m
+        d_step = xp.where(inside, code - v, xp.clip(code, qmin, qmax))
         need_x, need_step, need_offset = self.needs_input_grad[:3]
-        if self.xp is not _cpu:
-            bounds = _device_range(self.xp, x, self.qmin, self.qmax)
-            dx, ds, db = backend.elementwise_kernel(*_CUDA_BACKWARD)(grad_output, x, s, b, *bounds)
-            return (dx if need_x else None,
-                    sum_to_channels(ds, step, self.axis) * self.grad_scale if need_step else None,
-                    sum_to_channels(db, offset, self.axis) * self.grad_scale if need_offset else None)
-        return self._backward_cpu(contiguous(grad_output), x, s, b, step, offset)
-
-    def _backward_cpu(self, grad_output: Any, x: Any, s: Any, b: Any, step: Any, offset: Any) -> Any:
-        need_x, need_step, need_offset = self.needs_input_grad[:3]
-        layout, qmin, qmax = self.layout, self.qmin, self.qmax
-        dx = backend.empty(x.shape, x.dtype) if need_x else None
-
-        def kernel(rows: slice, g: Any, x: Any, *views: Any) -> tuple[Any, Any]:
-            *dx_rows, v, code, clamped = views
-            s_rows, b_rows = layout.at(s, rows), layout.at(b, rows)
-            _in_steps(x, s_rows, b_rows, out=v)
-            _cpu.rint(v, out=code)
-            _cpu.clip(code, qmin, qmax, out=clamped)
-            inside = _cpu.equal(code, clamped, out=code)  # 1.0 in range, 0.0 at the clips
-            if dx_rows:
-                _cpu.multiply(g, inside, out=dx_rows[0])
-            step_part = offset_part = None
-            if need_step:  # m·(rint(v) − v) + (1 − m)·clamp(rint(v)) = clamp(rint(v)) − m·v
-                v *= inside
-                clamped -= v
-                clamped *= g
-                step_part = layout.partial_sum(clamped)
-            if need_offset:
-                _cpu.subtract(1, inside, out=inside)
-                inside *= g
-                offset_part = layout.partial_sum(inside)
-            return step_part, offset_part
-
-        arrays = [grad_output, x] + ([dx] if dx is not None else [])
-        parts = elementwise(kernel, arrays, row_size=layout.row_size, scratch=3)
-        ds = layout.total([p[0] for p in parts]).reshape(step.shape) * self.grad_scale if need_step else None
-        db = layout.total([p[1] for p in parts]).reshape(offset.shape) * self.grad_scale if need_offset else None
-        return dx, ds, db
-
-
-def _in_steps(x: Any, s: Any, b: Any, out: Any) -> None:
-    """out = v = (x − β)/s on CPU chunks (β None: x/s)."""
-    if b is None:
-        _cpu.divide(x, s, out=out)
-    else:
-        _cpu.subtract(x, b, out=out)
-        out /= s
-
-
-def _device_param(xp: Any, value: Any, x: Any, axis: int | None) -> Any:
-    """A step / offset for the CuPy kernels: an array of x's dtype laid out to broadcast against x."""
-    if value is None:
-        value = 0
-    if not hasattr(value, "shape"):
-        return xp.asarray(value, dtype=x.dtype)
-    return expand(value.astype(x.dtype, copy=False), x.ndim, axis)
-
-
-def _device_range(xp: Any, x: Any, qmin: int, qmax: int) -> tuple[Any, Any]:
-    return xp.asarray(qmin, dtype=x.dtype), xp.asarray(qmax, dtype=x.dtype)
+        return (grad_output * inside if need_x else None,
+                sum_to_channels(grad_output * d_step, step, axis) * self.grad_scale if need_step else None,
+                sum_to_channels(grad_output * ~inside, offset, axis) * self.grad_scale if need_offset else None)
 
 
 def _check_lsq_range(op: str, qmin: Any, qmax: Any) -> tuple[int, int]:

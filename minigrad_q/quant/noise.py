@@ -11,6 +11,9 @@ mode (training=False) every element takes q(w). (s, z) come from the min/max of 
 range including 0, as the observers compute them) over the b-bit range qrange(bits, signed), unless
 given. The weight is never written: the output is a new array. Unlike fairseq's version, the bits
 given are the bits used and a noised out-of-range weight is its clipped q(w), not a mirrored value.
+
+QuantNoise's forward is the plain path; quant/_fused.py sends GPU arrays and large CPU arrays to the
+fused kernels of _fused_cpu.py / _fused_gpu.py, which compute the same values bit for bit.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._chunks import CHUNK, contiguous, elementwise
+from ._fused import fused_kernels
 from .fake_quant import check_quant_args
 from .qparams import check_bits, minmax_qparams, qrange
 
@@ -29,12 +32,7 @@ __all__ = ["quant_noise", "quant_noise_mask"]
 
 _cpu = backend.array_module("cpu")
 _DRAW_LEVELS = 1 << 16  # CPU mask draws: uniform 16-bit integers
-
-_CUDA_NOISE = ("T w, T s, T lo, T hi, bool m", "T y",
-               "if (m) { T code = rint(w / s); y = (code < lo ? lo : (code > hi ? hi : code)) * s; } else { y = w; }",
-               "minigrad_q_quant_noise")
-_CUDA_QUANT = ("T w, T s, T lo, T hi", "T y", "T code = rint(w / s); y = (code < lo ? lo : (code > hi ? hi : code)) * s;",
-               "minigrad_q_quant_noise_eval")
+_DRAW_CHUNK = 1 << 16  # CPU mask draws: this many at a time, no grid-sized temporary
 
 
 class QuantNoise(Function):
@@ -47,52 +45,17 @@ class QuantNoise(Function):
         xp = self.xp
         if w.size == 0:
             return w.copy()
-        if xp is not _cpu:
-            s, lo, hi = (xp.asarray(v, dtype=w.dtype) for v in (scale, lo, hi))
-            if mask is None:
-                return backend.elementwise_kernel(*_CUDA_QUANT)(w, s, lo, hi)
-            rows = mask.size
-            y = backend.elementwise_kernel(*_CUDA_NOISE)(w.reshape(rows, -1), s, lo, hi, mask.reshape(rows, 1))
-            return y.reshape(w.shape)
-        w = contiguous(w)
-        y = backend.empty(w.shape, w.dtype)
-        s, lo, hi = (_cpu.asarray(v, dtype=w.dtype)[()] for v in (scale, lo, hi))
+        s, lo, hi = (xp.asarray(v, dtype=w.dtype) for v in (scale, lo, hi))
+        if fused := fused_kernels(xp, w):
+            return fused.quant_noise_forward(self, w, s, lo, hi, mask)
+        q = xp.clip(xp.rint(w / s), lo, hi) * s  # q(w): fake_quant's operations, in its order
         if mask is None:
-            elementwise(lambda rows, w, y: _quantize(w, s, lo, hi, y), [w, y])
-            return y
-        row_size = w.size // mask.size
-        mask_rows = mask.reshape(-1, 1)
-        if row_size == 1:  # one element per block: select on the bit patterns, exact and branch-free
-            words, mask_bytes = _cpu.dtype(f"u{w.dtype.itemsize}"), mask_rows.view(_cpu.uint8)
-
-            def kernel(rows: slice, w: Any, y: Any, q: Any) -> None:
-                _quantize(w, s, lo, hi, q)
-                q_words, w_words = q.view(words), w.view(words)
-                _cpu.bitwise_xor(q_words, w_words, out=q_words)
-                _cpu.multiply(q_words, mask_bytes[rows], out=q_words)  # (q ^ w)·m: 0 where not noised
-                _cpu.bitwise_xor(q_words, w_words, out=y.view(words))  # y = w ^ ((q ^ w)·m)
-        else:  # whole blocks: copy w, then the noised blocks' bytes of q (one masked copy per block)
-            block = _cpu.dtype(f"V{row_size * w.dtype.itemsize}")
-
-            def kernel(rows: slice, w: Any, y: Any, q: Any) -> None:
-                _quantize(w, s, lo, hi, q)
-                _cpu.copyto(y, w)
-                _cpu.copyto(y.view(block), q.view(block), where=mask_rows[rows])
-
-        elementwise(kernel, [w, y], row_size=row_size, scratch=1)
-        return y
+            return q
+        rows = (mask.size, -1)  # one row of w per entry of the mask grid
+        return xp.where(mask.reshape(-1, 1), q.reshape(rows), w.reshape(rows)).reshape(w.shape)
 
     def backward(self, grad_output: Any) -> Any:
         return grad_output
-
-
-def _quantize(w: Any, s: Any, lo: Any, hi: Any, out: Any) -> Any:
-    """out = clamp(rint(w/s), lo, hi)·s: fake_quant's CPU operations, in the same order (bit-identical)."""
-    _cpu.divide(w, s, out=out)
-    _cpu.rint(out, out=out)
-    _cpu.clip(out, lo, hi, out=out)
-    _cpu.multiply(out, s, out=out)
-    return out
 
 
 # ---------------------------------------------------------------- public functions
@@ -127,9 +90,8 @@ def quant_noise_mask(shape: Any, p: float, block_size: int = 1, device: Any = "c
     """The Bernoulli(p) block mask for a weight of `shape` (bool Tensor; True = quantized), drawn from
     the device's generator (backend.generator, seeded by mq.manual_seed): shape (O, I // block_size)
     for 2 or more dims, `shape` itself otherwise. On the CPU a block is noised where a uniform 16-bit
-    draw (four from each raw 64-bit word of the generator) is below round(p·2^16) (p to 2^-16, at a
-    third of the cost of a float draw); on a GPU where a uniform
-    float32 draw is below p."""
+    draw (four from each raw 64-bit word of the generator) is below round(p·2^16) (p to 2^-16); on a
+    GPU where a uniform float32 draw is below p."""
     shape = tuple(operator.index(side) for side in shape)
     grid = _mask_shape("quant_noise_mask", shape, block_size)
     p = _check_p("quant_noise_mask", p)
@@ -143,20 +105,17 @@ def quant_noise_mask(shape: Any, p: float, block_size: int = 1, device: Any = "c
     mask = _cpu.empty(grid, dtype=bool)
     flat = mask.reshape(-1)
     bits = generator.bit_generator
-    for start in range(0, flat.size, CHUNK):  # cache-sized draws, no grid-sized temporary
-        count = min(CHUNK, flat.size - start)
+    for start in range(0, flat.size, _DRAW_CHUNK):
+        count = min(_DRAW_CHUNK, flat.size - start)
         draw = bits.random_raw(-(-count // 4)).view(_cpu.uint16)[:count]  # four 16-bit draws per 64-bit word
         _cpu.less(draw, _cpu.uint16(threshold), out=flat[start:start + count])
     return Tensor(mask)
 
 
 def _min_max(xp: Any, w: Any) -> tuple[Any, Any]:
-    """(min, max) of w as 0-d arrays of its dtype, in one chunked pass on the CPU."""
-    if xp is not _cpu:
-        return w.min(), w.max()
-    w = contiguous(w)
-    parts = elementwise(lambda rows, chunk: (chunk.min(), chunk.max()), [w])
-    return _cpu.asarray(min(lo for lo, _ in parts), dtype=w.dtype), _cpu.asarray(max(hi for _, hi in parts), dtype=w.dtype)
+    """(min, max) of w as 0-d arrays of its dtype."""
+    fused = fused_kernels(xp, w)
+    return fused.min_max(w) if fused else (w.min(), w.max())
 
 
 def quant_noise(w: Tensor, p: float, bits: int, block_size: int = 1, mask: Tensor | None = None, training: bool = True,

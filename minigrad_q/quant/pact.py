@@ -11,82 +11,45 @@ Surrogate derivatives (rounding straight-through, the paper's):
 
 (at x = α the gradient goes to α, at x = 0 to x). α is a number, or a one-element Tensor that
 learns when it requires grad. The surrogate is the exact derivative of ``pact_surrogate``.
+
+PACT's forward and backward are the plain path; quant/_fused.py sends GPU arrays and large CPU
+arrays to the fused kernels of _fused_cpu.py / _fused_gpu.py, which compute the same values.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._chunks import contiguous, elementwise
+from ._fused import fused_kernels
 from .lsq import BasePoint
 from .qparams import check_bits, check_param
 
 __all__ = ["pact", "pact_surrogate"]
-
-_cpu = backend.array_module("cpu")
-
-_CUDA_FORWARD = ("T x, T a, T s", "T y", "y = rint((x < (T)0 ? (T)0 : (x > a ? a : x)) / s) * s;", "minigrad_q_pact_forward")
-_CUDA_BACKWARD = ("T g, T x, T a", "T dx, T da", "dx = (x >= (T)0 && x < a) ? g : (T)0; da = x >= a ? g : (T)0;",
-                  "minigrad_q_pact_backward")
 
 
 class PACT(Function):
     """ŷ = rint(clamp(x, 0, α)/s)·s with s = α/n;  dx = g·1[0 <= x < α],  dα = Σ g·1[x >= α]."""
 
     def forward(self, x: Any, alpha: Any, levels: int) -> Any:
-        xp = self.xp
-        a = xp.asarray(alpha, dtype=x.dtype).reshape(())
+        a = self.xp.asarray(alpha, dtype=x.dtype).reshape(())  # α
         s = a / levels
+        self.alpha_shape = getattr(alpha, "shape", ())
+        self.fused = fused_kernels(self.xp, x)
+        if self.fused:
+            return self.fused.pact_forward(self, x, a, s)
         if any(self.needs_input_grad):
             self.save_for_backward(x, a)
-            self.alpha_shape = getattr(alpha, "shape", ())
-        if xp is not _cpu:
-            return backend.elementwise_kernel(*_CUDA_FORWARD)(x, a, s)
-        x = contiguous(x)
-        a, s = a[()], s[()]  # NumPy scalars of x's dtype
-        y = backend.empty(x.shape, x.dtype)
+        return self.xp.rint(self.xp.clip(x, 0, a) / s) * s
 
-        def kernel(rows: slice, x: Any, y: Any) -> None:
-            _cpu.clip(x, 0, a, out=y)
-            y /= s
-            _cpu.rint(y, out=y)
-            y *= s
-
-        elementwise(kernel, [x, y])
-        return y
-
-    def backward(self, grad_output: Any) -> Any:
+    def backward(self, grad_output: Any) -> tuple[Any, Any]:
+        if self.fused:
+            return self.fused.pact_backward(self, grad_output)
         x, a = self.saved
         need_x, need_alpha = self.needs_input_grad[:2]
-        if self.xp is not _cpu:
-            dx, da = backend.elementwise_kernel(*_CUDA_BACKWARD)(grad_output, x, a)
-            return dx if need_x else None, da.sum().reshape(self.alpha_shape) if need_alpha else None
-        x = contiguous(x)
-        a = a[()]
-        dx = backend.empty(x.shape, x.dtype) if need_x else None
-        sum_dtype = backend.float32 if x.dtype.itemsize < 4 else x.dtype  # chunk sums; fsum adds them up
-
-        def kernel(rows: slice, g: Any, x: Any, *views: Any) -> Any:
-            *dx_rows, clipped, work = views
-            _cpu.greater_equal(x, a, out=clipped)  # 1.0 where x >= α
-            part = None
-            if need_alpha:
-                _cpu.multiply(clipped, g, out=work)
-                part = work.sum(dtype=sum_dtype)
-            if dx_rows:
-                _cpu.greater_equal(x, 0, out=work)
-                work -= clipped  # 1.0 where 0 <= x < α (α > 0)
-                _cpu.multiply(g, work, out=dx_rows[0])
-            return part
-
-        arrays = [contiguous(grad_output), x] + ([dx] if dx is not None else [])
-        parts = elementwise(kernel, arrays, scratch=2)
-        da = _cpu.asarray(math.fsum(float(p) for p in parts)).reshape(self.alpha_shape) if need_alpha else None
-        return dx, da
+        return (grad_output * ((x >= 0) & (x < a)) if need_x else None,
+                (grad_output * (x >= a)).sum().reshape(self.alpha_shape) if need_alpha else None)
 
 
 def _checked(op: str, x: Any, alpha: Any, bits: Any) -> tuple[Any, int]:

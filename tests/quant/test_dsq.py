@@ -11,7 +11,6 @@ from helpers import const, host, leaf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigrad_q.quant import _chunks
 from minigrad_q.quant.dsq import DSQ, dsq, dsq_soft
 from minigrad_q.quant.fake_quant import fake_quant
 from minigrad_q.specs import spec_for
@@ -152,22 +151,6 @@ def test_per_channel_equals_per_tensor_applied_per_slice(shape, axis):
         np.testing.assert_allclose(np.take(host(xt.grad), c, axis=axis), host(piece.grad), rtol=1e-14)
         np.testing.assert_allclose(host(st_.grad)[c], host(sc.grad), rtol=1e-12)
         np.testing.assert_allclose(host(at.grad)[c], host(al.grad), rtol=1e-12)
-
-
-def test_chunked_threaded_path_equals_one_pass(monkeypatch):
-    x = (rng.standard_normal((3, 5, 41)) * 2).astype(np.float32)
-    g = rng.standard_normal(x.shape).astype(np.float32)
-
-    def run():
-        xt, st_, at = leaf(x), leaf(np.full(5, 0.3, np.float32)), leaf(np.float32([0.3]))
-        dsq(xt, st_, 1, -8, 7, at, axis=1).backward(const(g))
-        return [host(t) for t in (xt.grad, st_.grad, at.grad)]
-
-    whole = run()
-    monkeypatch.setattr(_chunks, "CHUNK", 50)
-    monkeypatch.setattr(_chunks, "THREADS", 2)
-    for chunked, expected in zip(run(), whole):
-        np.testing.assert_allclose(chunked, expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, float("nan")])

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad_q as mq
-from minigrad_q.quant import _chunks
 from minigrad_q.quant.fake_quant import FakeQuant, RoundSTE, fake_quant, round_ste
 from minigrad_q.quant.qparams import minmax_qparams, qrange
 from minigrad_q.specs import spec_for
@@ -129,27 +128,6 @@ def test_tensor_parameters_of_one_element_and_non_contiguous_input():
     expected, _ = reference(x, 0.2, 1, -8, 7)
     for scale, zero in [(const([0.2]), const([1])), (const(0.2), const(1.0))]:
         np.testing.assert_array_equal(host(fake_quant(const(x), scale, zero, -8, 7)), expected)
-
-
-def test_chunked_threaded_path_equals_one_pass(monkeypatch):
-    x = (rng.standard_normal((5, 7, 33)) * 2).astype(np.float32)
-    g = rng.standard_normal(x.shape).astype(np.float32)
-    cases = [(None, 0.1), (1, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])), (2, rng.uniform(0.1, 0.5, 33))]
-
-    def run(axis, scale):
-        xt = leaf(x)
-        y = fake_quant(xt, scale if axis is None else const(scale), 2, -8, 7, axis=axis)
-        y.backward(const(g))
-        return host(y), host(xt.grad)
-
-    whole = [run(axis, scale) for axis, scale in cases]
-    monkeypatch.setattr(_chunks, "CHUNK", 40)  # many chunks of whole rows, on 2 threads
-    monkeypatch.setattr(_chunks, "THREADS", 2)
-    for (axis, scale), (y, grad) in zip(cases, whole):
-        chunked_y, chunked_grad = run(axis, scale)
-        np.testing.assert_array_equal(chunked_y, y)
-        np.testing.assert_array_equal(chunked_grad, grad)
-    np.testing.assert_array_equal(whole[0][1], g * reference(x, np.float32(0.1), 2, -8, 7)[1])
 
 
 def test_nan_input_gives_nan_output_and_zero_gradient():
