@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from typing import Any
 
 from .. import backend
@@ -32,6 +33,13 @@ def machine_limits(device: str = "cpu", repeat: int = 5) -> dict[str, Any]:
         "copy_gbps": 2 * src.nbytes / copy_s / 1e9,
         "copy_counts": "bytes read + bytes written",
     }
+
+
+def cpu_page(cpu: str) -> str:
+    """The name of a CPU type's page under docs/benchmarks/: "Intel(R) Xeon(R) Processor" -> "intel-xeon".
+    Speed ratios differ between CPU types, so each type seen keeps a page of its own."""
+    words = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.lower())
+    return "-".join(re.findall(r"[a-z0-9]+", words)) or "unknown-cpu"
 
 
 def _cpu_model() -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from .. import __version__
 from ..inspect import format_table
 from . import cnn, overhead, quant
-from .machine import describe_machine, machine_limits
+from .machine import cpu_page, describe_machine, machine_limits
 
 MODES = ("overhead", *cnn.MODES, "quant")
 
@@ -76,8 +76,9 @@ def write_markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
         f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",
-        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown docs/benchmarks.md` "
-        "(add `--json PATH` for raw numbers).",
+        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown "
+        f"docs/benchmarks/{cpu_page(machine['cpu'])}.md` on this CPU type (add `--json PATH` for raw numbers); "
+        "[benchmarks.md](../benchmarks.md) lists the pages of every CPU type measured.",
         "",
         "## Machine",
         "",
