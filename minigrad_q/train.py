@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import backend, checkpoint, data, nn, optim
+from . import backend, checkpoint, data, nn, optim, quant
 from .core import no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
@@ -237,8 +237,6 @@ def _model(config: TrainConfig, options: dict[str, Any], float_model: nn.Module 
         _load_float_start(config, options, model)
     if config.quant is None:
         return model
-    from . import quant
-
     weight, act = METHODS[config.quant]
     method_options: dict[str, Any] = {}
     if "dsq" in (weight, act):
@@ -403,8 +401,6 @@ def _say(config: TrainConfig, line: str) -> None:
 def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[str, Any]) -> None:
     """--convert: the integer model's test accuracy and agreement into `summary` (and its file with --save);
     a model that cannot be converted (weights grown without bound) gets summary["integer_error"] instead."""
-    from . import quant
-
     try:
         integer_model = quant.convert(model)
     except quant.RequantizationOverflow as error:
@@ -515,6 +511,8 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
             "test_loss": tested["loss"], "test_accuracy": tested["accuracy"],
             "seconds": trained["seconds"], "images_per_s": trained["images_per_s"], "grad_norms": trained["grad_norms"],
         }
+        if config.quant:
+            record["quantizers"] = quant.quantizer_state(model)
         history.append(record)
         _say(config, f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  "
                      f"train loss {trained['loss']:.4f} acc {trained['accuracy']:6.2%}  "

@@ -25,6 +25,7 @@ from .qat import (
     dsq_alpha_penalty,
     dsq_alpha_schedule,
     prepare_qat,
+    quantizer_state,
 )
 from .qparams import FLOAT32_EPS, NonFiniteGrid, check_bits, minmax_qparams, qrange, tensor_qparams
 
@@ -34,7 +35,7 @@ __all__ = [
     "quant_noise", "quant_noise_mask",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",
-    "QuantConv2d", "QuantLinear", "prepare_qat", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS",
+    "QuantConv2d", "QuantLinear", "prepare_qat", "quantizer_state", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS",
     "dsq_alpha_penalty",
     "dsq_alpha_schedule",
     "convert", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",

@@ -48,7 +48,7 @@ from .modules import (
 )
 from .qparams import check_bits
 
-__all__ = ["QuantConv2d", "QuantLinear", "prepare_qat", "dsq_alpha_penalty", "dsq_alpha_schedule",
+__all__ = ["QuantConv2d", "QuantLinear", "prepare_qat", "quantizer_state", "dsq_alpha_penalty", "dsq_alpha_schedule",
            "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS"]
 
 # One name for a whole model's quantization (``minigrad-q train --quant M``): M's (weight, activation) quantizers.
@@ -273,6 +273,34 @@ def prepare_qat(model: Module, weight: str | None = "dsq", act: str | None = "st
             parent_path, _, child = path.rpartition(".")
             prepared.get_submodule(parent_path).add_module(child, layer)
     return prepared
+
+
+# ---------------------------------------------------------------- what the quantizers learned
+def _summary(values: Any) -> dict[str, float]:
+    host = backend.asnumpy(values).astype(backend.float64).reshape(-1)
+    if host.size == 1:
+        return {"mean": float(host[0])}
+    return {"mean": float(host.mean()), "min": float(host.min()), "max": float(host.max())}
+
+
+def quantizer_state(model: Module) -> dict[str, dict[str, Any]]:
+    """Each quantizer's grid now, by module path: its bits, its scale (LSQ's step) and the float range
+    [(qmin - z)·s, (qmax - z)·s] it covers, and DSQ's or PACT's alpha; one summary per quantizer (the
+    mean, and for per-channel grids the min and max over channels), not every element. For watching
+    what QAT learns epoch by epoch (``minigrad-q train --json`` records it)."""
+    state: dict[str, dict[str, Any]] = {}
+    for path, module in model.named_modules():
+        if not isinstance(module, _Quantizer):
+            continue
+        scale, zero_point, qmin, qmax, _ = module.qparams()
+        scale_data, zero_data = scale.data.astype(backend.float64), zero_point.data.astype(backend.float64)
+        entry = {"kind": type(module).__name__, "bits": module.bits, "scale": _summary(scale_data),
+                 "low": _summary((qmin - zero_data) * scale_data), "high": _summary((qmax - zero_data) * scale_data)}
+        alpha = getattr(module, "alpha", None)
+        if alpha is not None:
+            entry["alpha"] = _summary(alpha.data)
+        state[path] = entry
+    return state
 
 
 # ---------------------------------------------------------------- DSQ extras
