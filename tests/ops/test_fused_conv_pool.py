@@ -155,3 +155,23 @@ def test_max_pool2d_fused_equals_plain(device, monkeypatch, name, dtype):
     assert fused_y.dtype == plain_y.dtype == fused_grad.dtype == plain_grad.dtype == dtype
     np.testing.assert_array_equal(fused_y, plain_y)
     np.testing.assert_array_equal(fused_grad, plain_grad)
+
+
+@pytest.mark.parametrize("forward_fused", [True, False])
+def test_the_path_forward_took_is_the_one_backward_takes(forward_fused):
+    """Flipping the switch between forward and backward changes nothing: each Function's backward
+    follows its own forward (the fused backward needs the fused forward's saved arrays, and back)."""
+    x, w = rng.standard_normal((4, 3, 9, 9)), rng.standard_normal((5, 3, 3, 3))
+    g_conv, g_pool = rng.standard_normal((4, 5, 9, 9)), rng.standard_normal((4, 3, 5, 5))
+    results = []
+    for flip in (False, True):
+        xt, wt, pooled = leaf(x), leaf(w), leaf(x)
+        with mq.backend.use_fused(forward_fused):
+            y, z = mq.conv2d(xt, wt, padding=1), mq.max_pool2d(pooled, 3, 2, 1)
+        assert (y.creator.plan is not None) == (z.creator.plan is not None) == forward_fused
+        with mq.backend.use_fused(forward_fused != flip):
+            y.backward(const(g_conv))
+            z.backward(const(g_pool))
+        results.append([xt.grad.numpy(), wt.grad.numpy(), pooled.grad.numpy()])
+    for unflipped, flipped in zip(*results):
+        np.testing.assert_array_equal(flipped, unflipped)
