@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minigrad_q import backend
 from minigrad_q.specs import SPECS
 from minigrad_q.testing import HypothesisDraw, RandomDraw, all_function_subclasses, check_spec
 
@@ -51,12 +52,15 @@ def test_gradient_fast_mode(spec, device):
     check()
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
 @pytest.mark.parametrize("spec", SPEC_LIST, ids=_name)
-def test_gradient_with_seeded_draws(spec):
-    """The path `minigrad-q gradcheck` takes: RandomDraw with fixed seeds."""
-    for seed in range(3):
-        report = check_spec(spec, RandomDraw(seed))
-        assert report.passed, report.message
+def test_gradient_with_seeded_draws(spec, fused):
+    """The path `minigrad-q gradcheck` takes: RandomDraw with fixed seeds; on each op's fused path
+    (where it has one) and on its plain array code."""
+    with backend.use_fused(fused):
+        for seed in range(3):
+            report = check_spec(spec, RandomDraw(seed))
+            assert report.passed, report.message
 
 
 def test_every_function_has_a_spec():

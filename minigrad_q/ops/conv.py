@@ -6,8 +6,8 @@ OH = floor((H + p_top + p_bottom - d·(kh - 1) - 1) / s) + 1 (likewise OW). For 
 
     y[n, k, oh, ow] = b[k] + Σ_{c ∈ g, i, j} w[k, c, i, j] · xp[n, c, oh·s + i·d, ow·s + j·d]
 
-With one group's column matrix X[(i, j, c), (n, oh, ow)] = xp[n, c, oh·s + i·d, ow·s + j·d] and
-W[k, (i, j, c)] = w[k, c, i, j], that is one GEMM, and so are the gradients:
+With one group's column matrix X[(c, i, j), (n, oh, ow)] = xp[n, c, oh·s + i·d, ow·s + j·d] and
+W[k, (c, i, j)] = w[k, c, i, j], that is one GEMM, and so are the gradients:
 
     forward   Y  = W X
     weight    dW = dY Xᵀ
@@ -17,249 +17,103 @@ W[k, (i, j, c)] = w[k, c, i, j], that is one GEMM, and so are the gradients:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from ._col2im import Col2im, WideCol2im, leading_dim, matmul_groups
-from ._windows import output_size, pair, sliding_windows
-from .workers import blas_threads, equal_chunks, run_in_workers
+from . import _conv_plan as fused
+from ._windows import add_windows, output_size, pair, sliding_windows
 
 __all__ = ["conv2d"]
 
-# Tuning (measured on a 2-core AVX-512 machine, see Conv2d's docstring); tests shrink them to reach every path.
-CHUNK_BYTES = {"cpu": 1 << 21, "cuda": 1 << 28}  # column matrix of one batch chunk: about L2-sized on CPU
-SAVE_COLUMNS_BYTES = {"cpu": 32 << 20, "cuda": 1 << 30}  # keep X for dW up to this size, else recompute it
-WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
-PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
-THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
-
-
-def _threads(device: str) -> int:
-    if device != "cpu":
-        return 1
-    return max(1, THREADS if THREADS is not None else blas_threads())
-
-
-class _Geometry:
-    """Sizes of one convolution, its batch chunks, and the moves between NCHW arrays and column matrices."""
-
-    def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, int],
-                 pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int, itemsize: int,
-                 chunk_bytes: int, need_x: bool, threads: int) -> None:
-        self.n, self.c, self.h, self.w = x_shape
-        self.k, self.cg, self.kh, self.kw = w_shape
-        self.groups, self.kg = groups, self.k // groups
-        self.stride, self.dilation, self.pads = stride, dilation, pads
-        top, bottom, left, right = pads
-        self.hp, self.wp = self.h + top + bottom, self.w + left + right
-        self.oh = output_size(self.h, self.kh, stride[0], top + bottom, dilation[0])
-        self.ow = output_size(self.w, self.kw, stride[1], left + right, dilation[1])
-        self.area = self.oh * self.ow
-        self.rows = self.kh * self.kw * self.cg  # rows of one group's column matrix
-        self.wide = need_x and stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
-        columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
-        image_bytes = max(1, groups * self.rows * columns * itemsize)
-        self.chunks, self.workers = equal_chunks(self.n, chunk_bytes // image_bytes, threads)
-        self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
-        self.ld = leading_dim(self.batch * self.area)
-        self.column_bytes = len(self.chunks) * groups * self.rows * self.ld * itemsize
-        self.per_image = self.area >= PER_IMAGE_AREA
-
-    def pad_buffer(self, xp: Any, dtype: Any) -> Any:
-        """Zeroed (batch, C, Hp, Wp) buffer whose interior each chunk overwrites; None without padding."""
-        return xp.zeros((self.batch, self.c, self.hp, self.wp), dtype=dtype) if any(self.pads) else None
-
-    def interior(self, padded: Any) -> Any:
-        top, _, left, _ = self.pads
-        return padded[:, :, top:top + self.h, left:left + self.w]
-
-    def columns(self, xp: Any, x: Any, start: int, stop: int, buffer: Any, pad_buffer: Any) -> Any:
-        """The chunk's column matrices X (G, kh·kw·C/G, b·OH·OW), written into ``buffer`` (G, rows, ld)."""
-        source = x[start:stop]
-        if pad_buffer is not None:
-            source = pad_buffer[: stop - start]
-            xp.copyto(self.interior(source), x[start:stop])
-        b = stop - start
-        windows = sliding_windows(xp, source, (self.kh, self.kw), self.stride, self.dilation, (self.oh, self.ow))
-        windows = windows.reshape(b, self.groups, self.cg, self.kh, self.kw, self.oh, self.ow)
-        columns = buffer[:, :, : b * self.area]
-        target = columns.reshape(self.groups, self.kh, self.kw, self.cg, b, self.oh, self.ow)
-        xp.copyto(target, windows.transpose(1, 3, 4, 2, 0, 5, 6))
-        return columns
-
-    def by_image(self, matrices: Any, b: int) -> Any:
-        """(G, X, b·OH·OW) matrices as (b, G, X, OH·OW): one (X, OH·OW) matrix per image and group (a view)."""
-        return matrices.reshape(matrices.shape[0], matrices.shape[1], b, self.area).transpose(2, 0, 1, 3)
-
-    def output(self, xp: Any, w_matrix: Any, columns: Any, bias: Any, out: Any, y_buffer: Any) -> None:
-        """out (b, K, OH, OW) = W X + bias. Per image, the GEMMs write NCHW directly; else one GEMM for the
-        chunk and a reorder, which pays when images are small."""
-        b = out.shape[0]
-        if self.per_image:
-            y = out.reshape(b, self.groups, self.kg, self.area)
-            xp.matmul(w_matrix, self.by_image(columns, b), out=y)
-            if bias is not None:
-                y += bias.reshape(self.groups, self.kg, 1)
-            return
-        y = y_buffer[:, :, : columns.shape[2]]
-        matmul_groups(xp, w_matrix, columns, y)
-        y = y.reshape(self.k, b, self.oh, self.ow).transpose(1, 0, 2, 3)
-        if bias is None:
-            xp.copyto(out, y)
-        else:
-            xp.add(y, bias.reshape(self.k, 1, 1), out=out)
-
-    def grad_matrices(self, xp: Any, grad_chunk: Any, buffer: Any) -> Any:
-        """dY of a chunk for the GEMMs: per image the view (b, G, K/G, OH·OW) of the (C-contiguous)
-        gradient, else gathered into ``buffer`` as (G, K/G, b·OH·OW)."""
-        b = grad_chunk.shape[0]
-        if self.per_image:
-            return grad_chunk.reshape(b, self.groups, self.kg, self.area)
-        matrices = buffer[:, :, : b * self.area]
-        xp.copyto(matrices.reshape(self.k, b, self.oh, self.ow), grad_chunk.transpose(1, 0, 2, 3))
-        return matrices
-
-    def times_grad(self, xp: Any, a: Any, dy: Any, b: int, out_buffer: Any) -> Any:
-        """a (G, X, K/G) @ dY: the chunk's (G, X, b·OH·OW) matrices, written into ``out_buffer``."""
-        out = out_buffer[:, :, : b * self.area]
-        if self.per_image:
-            xp.matmul(a, dy, out=self.by_image(out, b))
-        else:
-            matmul_groups(xp, a, dy, out)
-        return out
-
-    def weight_grad(self, xp: Any, columns: Any, dy: Any, b: int, part: Any) -> Any:
-        """X dYᵀ (G, rows, K/G) of one chunk (``part`` holds the per-image products)."""
-        if self.per_image:
-            xp.matmul(self.by_image(columns, b), dy.transpose(0, 1, 3, 2), out=part[:b])
-            return part[0] if b == 1 else part[:b].sum(axis=0)
-        matmul_groups(xp, columns, dy.transpose(0, 2, 1), part[0])
-        return part[0]
-
-    def bias_grad(self, dy: Any) -> Any:
-        return (dy.sum(axis=(0, 3)) if self.per_image else dy.sum(axis=2)).reshape(self.k)
-
-    def as_kbhw(self, dy: Any, b: int) -> Any:
-        """dY of a chunk as (K, b, OH, OW) (a view)."""
-        if self.per_image:
-            return dy.reshape(b, self.k, self.oh, self.ow).transpose(1, 0, 2, 3)
-        return dy.reshape(self.k, b, self.oh, self.ow)
-
 
 class Conv2d(Function):
-    """y = conv2d(x, w, b) as in the module docstring;  dW = dY Xᵀ,  dX = col2im(Wᵀ dY),  db = Σ dY.
+    """y = conv2d(x, w, b) by the GEMMs of the module docstring, on the whole batch at once:
 
-    How it is computed (the choices were measured against torch on a 2-core AVX-512 machine):
-    - The batch goes in equal chunks, as many for each worker, whose column matrix X is at most
-      CHUNK_BYTES (one image at least): im2col copies a strided window view of the (padded) chunk
-      into a reused buffer; the GEMMs then run on cache-resident data. Rows of X are ordered
-      (i, j, c). With >= PER_IMAGE_AREA output pixels, one GEMM per image writes y in NCHW directly
-      and reads dY in place; smaller images take one GEMM per chunk and a reorder (tiny per-image
-      GEMMs cost more than the copy).
-    - X is kept for dW when all chunks together fit SAVE_COLUMNS_BYTES, else recomputed chunk by
-      chunk in backward: an in-cache copy beats writing and re-reading 75 MB through DRAM (measured
-      59 vs 67 ms for N=64 C=K=32 32x32). Only what backward needs is kept: X or the input for dW,
-      the weight matrix for dX, nothing for a bias-only backward.
-    - dW = X dYᵀ, (kh·kw·C/G) x (K/G): 1.5x faster in OpenBLAS than dY Xᵀ. Matrices get a row length
-      off multiples of 1 KiB (leading_dim): aliasing rows made the GEMMs 1.4x slower.
-    - dX = col2im(Wᵀ dY). Stride 1: WideCol2im, whose kh·kw adds are contiguous runs (numpy's
-      strided adds cost 4x more per element), at the price of a GEMM over the padded grid (up to
-      WIDE_MAX_WASTE). Other strides: kh·kw strided adds (Col2im). dX as a transposed convolution
-      (im2col of the padded dY, then a GEMM) measured equal for C = K = 32 and 1.4-1.6x slower for
-      the small-C layers (its column matrix is K/C times larger), so it is not used. No dX at all
-      when the input needs no gradient (a network's first layer).
-    - BLAS runs single-threaded inside conv2d. With T BLAS threads (or THREADS) and two or more chunks,
-      T workers split the chunks (run_in_workers), so the copies run in parallel too: N=64 C=K=32
-      32x32 takes 31 ms on 2 cores against 42 ms with OpenBLAS's threads, and a LeNet-5 step (batch
-      128) 9 ms against 12.5 ms on one worker, in steady state (steps back to back).
-    The Python loops run over batch chunks and kernel offsets, never over pixels.
-    """
+    forward   X = im2col(x),  Y = W X + b  (W = w.reshape(G, K/G, C/G·kh·kw); Y reordered to NCHW)
+    backward  db = Σ dY,  dW = dY Xᵀ,  dX = col2im(Wᵀ dY)
+    Only what backward needs is kept: X for dW, W for dX. While ``backend.fused_enabled()`` (the
+    default), ops/_conv_plan.py runs the same steps in batch chunks on worker threads."""
+
+    plan: fused.ConvPlan | None = None  # set when forward took the fused path
 
     def forward(self, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pads: tuple[int, int, int, int],
                 dilation: tuple[int, int], groups: int) -> Any:
-        xp = self.xp
+        if backend.fused_enabled():
+            return fused.forward(self, x, weight, bias, stride, pads, dilation, groups)
+        need_x, need_w = self.needs_input_grad[:2]
         self.unbatched = x.ndim == 3
-        if self.unbatched:
-            x = x[None]
-        device = "cpu" if backend.device_of(x) == "cpu" else "cuda"
-        geo = self.geometry = _Geometry(x.shape, weight.shape, stride, pads, dilation, groups, x.itemsize,
-                                        CHUNK_BYTES[device], self.needs_input_grad[0], _threads(device))
-        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
-        w_matrix = xp.ascontiguousarray(
-            weight.reshape(groups, geo.kg, geo.cg, geo.kh, geo.kw).transpose(0, 1, 3, 4, 2)
-        ).reshape(groups, geo.kg, geo.rows)
-        chunks = geo.chunks
-        keep = need_w and geo.column_bytes <= SAVE_COLUMNS_BYTES[device]
-        kept = xp.empty((len(chunks), groups, geo.rows, geo.ld), dtype=x.dtype) if keep else None
-        out = xp.empty((geo.n, geo.k, geo.oh, geo.ow), dtype=x.dtype)
-
-        def work(indices: list[int]) -> None:
-            scratch = None if keep else xp.empty((groups, geo.rows, geo.ld), dtype=x.dtype)
-            pad_buffer = geo.pad_buffer(xp, x.dtype)
-            y_buffer = None if geo.per_image else xp.empty((groups, geo.kg, geo.ld), dtype=x.dtype)
-            for index in indices:
-                start, stop = chunks[index]
-                columns = geo.columns(xp, x, start, stop, kept[index] if kept is not None else scratch, pad_buffer)
-                geo.output(xp, w_matrix, columns, bias, out[start:stop], y_buffer)
-
-        run_in_workers(work, len(chunks), geo.workers)
-        self.save_for_backward(x if need_w and not keep else None, w_matrix if need_x else None, kept)
-        return out[0] if self.unbatched else out
+        x = x[None] if self.unbatched else x
+        self.x_shape, self.w_shape = x.shape, weight.shape
+        self.unfold = Unfold.of(x.shape, weight.shape, stride, pads, dilation, groups)
+        columns = self.unfold.im2col(self.xp, x)  # X (G, C/G·kh·kw, N·OH·OW)
+        w_matrix = weight.reshape(groups, weight.shape[0] // groups, columns.shape[1])  # W (G, K/G, C/G·kh·kw)
+        y = self.unfold.to_nchw(self.xp, w_matrix @ columns)  # Y = W X
+        if bias is not None:
+            y += bias.reshape(-1, 1, 1)
+        self.save_for_backward(columns if need_w else None, w_matrix if need_x else None)
+        return y[0] if self.unbatched else y
 
     def backward(self, grad_output: Any) -> tuple[Any, Any, Any]:
-        xp, geo = self.xp, self.geometry
+        if self.plan is not None:
+            return fused.backward(self, grad_output)
         need_x, need_w, need_b = self.needs_input_grad[:3]
+        columns, w_matrix = self.saved
         grad_y = grad_output[None] if self.unbatched else grad_output
-        if not (need_x or need_w):
-            return None, None, grad_y.sum(axis=(0, 2, 3))
-        if geo.per_image and not grad_y.flags.c_contiguous:
-            grad_y = xp.ascontiguousarray(grad_y)  # per-image GEMMs read it in place
-        x, w_matrix, kept = self.saved
-        dtype = grad_y.dtype
-        chunks = geo.chunks
-        grad_x: Any = xp.empty((geo.n, geo.c, geo.h, geo.w), dtype=dtype) if need_x else None
-
-        def work(indices: list[int]) -> tuple[Any, Any]:
-            g_buffer = None if geo.per_image else xp.empty((geo.groups, geo.kg, geo.ld), dtype=dtype)
-            grad_w = xp.zeros((geo.groups, geo.rows, geo.kg), dtype=dtype) if need_w else None
-            grad_b = xp.zeros(geo.k, dtype=dtype) if need_b else None
-            if need_w:
-                part = xp.empty((geo.batch if geo.per_image else 1, geo.groups, geo.rows, geo.kg), dtype=dtype)
-                scratch = xp.empty((geo.groups, geo.rows, geo.ld), dtype=dtype) if kept is None else None
-                pad_buffer = geo.pad_buffer(xp, dtype) if kept is None else None
-            if need_x:
-                col2im = (WideCol2im if geo.wide else Col2im)(xp, geo, dtype)
-            for index in indices:
-                start, stop = chunks[index]
-                dy = geo.grad_matrices(xp, grad_y[start:stop], g_buffer)
-                if grad_b is not None:
-                    grad_b += geo.bias_grad(dy)
-                if grad_w is not None:
-                    if kept is not None:
-                        columns = kept[index][:, :, : (stop - start) * geo.area]
-                    else:
-                        columns = geo.columns(xp, x, start, stop, scratch, pad_buffer)
-                    grad_w += geo.weight_grad(xp, columns, dy, stop - start, part)
-                if need_x:
-                    col2im(w_matrix, dy, grad_x[start:stop])
-            return grad_w, grad_b
-
-        sums = run_in_workers(work, len(chunks), geo.workers)
-        grad_w, grad_b = sums[0]
-        for more_w, more_b in sums[1:]:
-            if grad_w is not None:
-                grad_w += more_w
-            if grad_b is not None:
-                grad_b += more_b
-        if grad_w is not None:
-            grad_w = xp.ascontiguousarray(
-                grad_w.reshape(geo.groups, geo.kh, geo.kw, geo.cg, geo.kg).transpose(0, 4, 3, 1, 2)
-            ).reshape(geo.k, geo.cg, geo.kh, geo.kw)
+        dy = self.unfold.to_matrices(grad_y)  # dY (G, K/G, N·OH·OW)
+        grad_b = grad_y.sum(axis=(0, 2, 3)) if need_b else None  # db = Σ dY
+        grad_w = (dy @ columns.transpose(0, 2, 1)).reshape(self.w_shape) if need_w else None  # dW = dY Xᵀ
+        grad_x = self.unfold.col2im(self.xp, w_matrix.transpose(0, 2, 1) @ dy, self.x_shape) if need_x else None
         if grad_x is not None and self.unbatched:
             grad_x = grad_x[0]
         return grad_x, grad_w, grad_b
+
+
+class Unfold(NamedTuple):
+    """Where conv2d's windows lie, and the moves between NCHW arrays and the matrices of its GEMMs."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, bottom, left, right
+    dilation: tuple[int, int]
+    groups: int
+    out: tuple[int, int]  # OH, OW
+
+    @classmethod
+    def of(cls, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, int],
+           pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int) -> Unfold:
+        (h, w), (kh, kw) = x_shape[2:], w_shape[2:]
+        out = (output_size(h, kh, stride[0], pads[0] + pads[1], dilation[0]),
+               output_size(w, kw, stride[1], pads[2] + pads[3], dilation[1]))
+        return cls((kh, kw), stride, pads, dilation, groups, out)
+
+    def im2col(self, xp: Any, x: Any) -> Any:
+        """X (G, C/G·kh·kw, N·OH·OW) with X[g, (c, i, j), (n, oh, ow)] = xp[n, g·C/G + c, oh·sh + i·dh, ow·sw + j·dw]."""
+        (n, c), (top, bottom, left, right), (kh, kw), (oh, ow) = x.shape[:2], self.pads, self.kernel, self.out
+        padded = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        windows = sliding_windows(xp, padded, self.kernel, self.stride, self.dilation, self.out)  # (N, C, kh, kw, OH, OW)
+        columns = xp.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5))  # (C, kh, kw, N, OH, OW)
+        return columns.reshape(self.groups, c // self.groups * kh * kw, n * oh * ow)
+
+    def col2im(self, xp: Any, d_columns: Any, x_shape: tuple[int, ...]) -> Any:
+        """dX (N, C, H, W): each entry of d_columns added at the pixel its entry of X was read from (im2col's adjoint)."""
+        (n, c, h, w), (top, bottom, left, right) = x_shape, self.pads
+        grad = xp.zeros((n, c, h + top + bottom, w + left + right), dtype=d_columns.dtype)
+        values = d_columns.reshape(c, *self.kernel, n, *self.out).transpose(3, 0, 1, 2, 4, 5)  # (N, C, kh, kw, OH, OW)
+        add_windows(xp, grad, values, self.stride, self.dilation)
+        return xp.ascontiguousarray(grad[:, :, top:top + h, left:left + w])
+
+    def to_nchw(self, xp: Any, y: Any) -> Any:
+        """Y (G, K/G, N·OH·OW) as a new (N, K, OH, OW) array."""
+        groups, per_group, columns = y.shape
+        n = columns // (self.out[0] * self.out[1])
+        return xp.ascontiguousarray(y.reshape(groups * per_group, n, *self.out).transpose(1, 0, 2, 3))
+
+    def to_matrices(self, grad_y: Any) -> Any:
+        """dY (N, K, OH, OW) as (G, K/G, N·OH·OW)."""
+        n, k = grad_y.shape[:2]
+        return grad_y.transpose(1, 0, 2, 3).reshape(self.groups, k // self.groups, n * self.out[0] * self.out[1])
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,

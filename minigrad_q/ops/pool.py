@@ -5,9 +5,8 @@ Windows are strided views. For a kernel offset (i, j), the view
 (i, j) of every window, so a pool is kh·kw vectorised steps over output-sized arrays, never a
 loop over pixels. Backward writes each offset's share into the same views of the input
 gradient: plain writes when windows do not overlap (stride >= kernel), slice-adds when they do.
-Max pooling keeps, per window, the kernel offset of its first maximum (int8) for the backward, and
-runs on cache-sized chunks of the leading axis, on the BLAS's thread count of worker threads for
-inputs of PARALLEL_MIN_BYTES or more (CPU).
+Max pooling keeps, per window, the kernel offset of its first maximum for the backward; its fused
+path (ops/_pool_plan.py) runs on chunks of the leading axis on worker threads.
 Windows bigger than 3x3 that tile the input (global average pooling, say) are averaged by two
 GEMMs with averaging matrices instead, and spread back by one broadcast copy. Padding is -inf
 for max (never chosen) and 0 for avg; torch's rule padding <= kernel/2 keeps a real element in
@@ -22,14 +21,12 @@ from typing import Any, NamedTuple
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from .workers import blas_threads, equal_chunks, run_in_workers
+from . import _pool_plan as fused
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 Pair = tuple[int, int]
 _FEW_OFFSETS = 9  # windows of up to 3x3: strided adds per offset; bigger tiling windows: GEMMs / one broadcast copy
-CHUNK_BYTES = 1 << 20  # max pooling's input per chunk: its passes over a chunk stay in L2
-PARALLEL_MIN_BYTES = 4 << 20  # smaller inputs are max-pooled in one piece on the calling thread (CPU)
 
 
 class Windows(NamedTuple):
@@ -144,82 +141,38 @@ def _matrix_mean_backward(xp: Any, grad_output: Any, rows: Any, columns: Any, sh
 class MaxPool2d(Function):
     """y = max of x over each kh×kw window (padding -inf);  dx = grad_output at the window's argmax, 0 elsewhere.
 
-    Ties: the first maximum in row-major window order gets the whole gradient (torch). NaN in a
-    window gives NaN. Forward keeps, per window, the offset k = i·kw + j of its first maximum:
-    scanning offsets in order, k replaces the kept one where x is strictly greater."""
+    With x_k the view of every window's element at offset k = i·kw + j (row-major):
+
+        forward   y = max_k x_k,  k* = the first k with x_k = y (torch's tie rule; NaN in a window gives NaN)
+        backward  dx_k += grad_output · [k = k*] for every k (views of dx: windows that overlap add up)
+
+    While ``backend.fused_enabled()`` (the default), ops/_pool_plan.py runs the same steps in chunks
+    on worker threads, one offset at a time."""
+
+    plan: Any = None  # (chunks, workers) when forward took the fused path
 
     def forward(self, x: Any, windows: Windows) -> Any:
         xp = self.xp
         self.windows, self.input_shape = windows, x.shape
         source = _padded(xp, x, windows.padding, -float("inf"))
         self.source_shape = source.shape
-        out = xp.empty(x.shape[:-2] + windows.out, dtype=x.dtype)
-        steps = len(windows.offsets)
-        index = xp.empty(out.shape, dtype=backend.int8 if steps <= 128 else backend.int32) if self.needs_input_grad[0] else None
-        self.chunks, self.workers = _leading_chunks(xp, source)
-
-        def work(chunks: list[int]) -> None:
-            greater = xp.empty((_largest(self.chunks),) + out.shape[1:], dtype=backend.bool_)
-            for start, stop in (self.chunks[c] for c in chunks):
-                part = index[start:stop] if index is not None else None
-                _window_max(xp, source[start:stop], windows, out[start:stop], part, greater[: stop - start])
-
-        run_in_workers(work, len(self.chunks), self.workers, blas=False)
-        self.save_for_backward(index)
-        return out
+        if backend.fused_enabled():
+            return fused.forward(self, source, windows)
+        stacked = xp.stack([windows.view(source, i, j) for i, j in windows.offsets])  # x_k: (kh·kw, ..., OH, OW)
+        self.save_for_backward(stacked.argmax(axis=0) if self.needs_input_grad[0] else None)  # k*: the first max
+        return stacked.max(axis=0)
 
     def backward(self, grad_output: Any) -> Any:
-        xp = self.xp
-        (index,) = self.saved
-        windows = self.windows
-        grad = (xp.empty if windows.tiles(self.source_shape) else xp.zeros)(self.source_shape, dtype=grad_output.dtype)
-
-        def work(chunks: list[int]) -> None:
-            chosen = xp.empty((_largest(self.chunks),) + index.shape[1:], dtype=backend.bool_)
-            for start, stop in (self.chunks[c] for c in chunks):
-                _spread_to_max(xp, index[start:stop], grad_output[start:stop], windows, grad[start:stop],
-                               chosen[: stop - start])
-
-        run_in_workers(work, len(self.chunks), self.workers, blas=False)
-        return _unpadded(xp, grad, windows.padding, self.input_shape)
-
-
-def _leading_chunks(xp: Any, source: Any) -> tuple[list[tuple[int, int]], int]:
-    """Chunks of the leading axis (batch, or channels unbatched) and worker threads for a max pool."""
-    if xp is not backend.array_module("cpu") or source.shape[0] < 2 or source.nbytes < PARALLEL_MIN_BYTES:
-        return [(0, source.shape[0])], 1
-    return equal_chunks(source.shape[0], CHUNK_BYTES // max(1, source[0].nbytes), blas_threads())
-
-
-def _largest(chunks: list[tuple[int, int]]) -> int:
-    return max(stop - start for start, stop in chunks)
-
-
-def _window_max(xp: Any, source: Any, windows: Windows, out: Any, index: Any, greater: Any) -> None:
-    """out = the max of each window of source; index (if not None) = the offset k = i·kw + j of its first
-    maximum: scanning offsets in order, k replaces the kept one where x is strictly greater."""
-    (first, *rest) = [windows.view(source, i, j) for i, j in windows.offsets]
-    xp.copyto(out, first)
-    if index is not None:
-        index.fill(0)
-    for k, view in enumerate(rest, 1):
-        xp.greater(view, out, out=greater)
-        xp.maximum(out, view, out=out)
-        if index is not None:
-            flag = greater.view(backend.int8) if index.dtype == backend.int8 else greater.astype(index.dtype)
-            flag *= k  # k grows with the scan: the running max of k·[greater] is the first argmax
-            xp.maximum(index, flag, out=index)
-
-
-def _spread_to_max(xp: Any, index: Any, grad_output: Any, windows: Windows, grad: Any, chosen: Any) -> None:
-    """grad (zeroed where windows do not tile it) += grad_output at each window's first maximum."""
-    for k, (i, j) in enumerate(windows.offsets):
-        xp.equal(index, k, out=chosen)
-        view = windows.view(grad, i, j)
-        if windows.disjoint:
-            xp.multiply(grad_output, chosen, out=view)
+        xp, windows = self.xp, self.windows
+        if self.plan is not None:
+            grad = fused.backward(self, grad_output, windows, self.source_shape)
         else:
-            view += grad_output * chosen
+            (argmax,) = self.saved
+            grad = xp.zeros(self.source_shape, dtype=grad_output.dtype)
+            for k, (i, j) in enumerate(windows.offsets):
+                view = windows.view(grad, i, j)
+                view += xp.where(argmax == k, grad_output, 0)
+        return _unpadded(xp, grad, windows.padding, self.input_shape)
 
 
 # ---------------------------------------------------------------- avg_pool2d

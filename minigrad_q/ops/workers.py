@@ -1,10 +1,10 @@
-"""Worker threads for chunked array work (conv2d's and max_pool2d's batch chunks; the quantizers'
-driver, quant/_chunks.py, asks usable_cores only).
+"""Worker threads for chunked array work: the batch chunks of conv2d's and max_pool2d's fused paths
+(ops/_conv_plan.py, ops/_pool_plan.py) and the quantizers' chunked CPU kernels (quant/_fused_cpu.py).
 
 NumPy releases the GIL inside its loops and GEMMs, so T threads that each take every T-th chunk of
 cache-resident work (equal_chunks splits it) run in parallel. While work that calls BLAS runs, BLAS
 is held to one thread: OpenBLAS's own threads would compete with the workers for the same cores
-(LeNet-5's convs on 2 cores: 15.2 ms with 2 BLAS threads, 9.5 ms with 1). Chunks go to workers by a
+(measurements: docs/benchmarks.md, "Notes: conv2d and max_pool2d"). Chunks go to workers by a
 fixed rule and results come back in worker order, so sums of partial results are reproducible.
 """
 

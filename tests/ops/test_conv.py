@@ -1,6 +1,7 @@
 """conv2d: forward and gradients against direct nested loops written here (groups, stride, dilation,
-padding ints/pairs/"same"/"valid", non-square, unbatched input), every internal path (batch chunks,
-kept or recomputed columns, wide or strided col2im), needs_input_grad, float32, errors, and torch."""
+padding ints/pairs/"same"/"valid", non-square, unbatched input) on the plain and the fused path, every
+internal path of the fused one (batch chunks, kept or recomputed columns, wide or strided col2im),
+needs_input_grad, float32, errors, and torch. Fused == plain on big batches: tests/ops/test_fused_conv_pool.py."""
 
 import itertools
 
@@ -9,9 +10,23 @@ import pytest
 from helpers import const, host, leaf
 
 import minigrad_q as mq
-from minigrad_q.ops import conv as conv_module
+from minigrad_q.ops import _conv_plan as conv_plan
 
 rng = np.random.default_rng(0)
+
+
+@pytest.fixture(params=["fused", "plain"])
+def fused(request):
+    """Runs the test with backend.fused_enabled() on (ops/_conv_plan.py), then off (Conv2d's plain code)."""
+    with mq.backend.use_fused(request.param == "fused"):
+        yield request.param == "fused"
+
+
+@pytest.fixture
+def fused_on():
+    """The internal-path tests below are about the fused path, whatever MINIGRAD_Q_FUSED says."""
+    with mq.backend.use_fused(True):
+        yield
 
 
 # ---------------------------------------------------------------- loop references
@@ -85,7 +100,7 @@ def _case(case, bias=True):
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_conv2d_forward_and_gradients_match_loops(device, case):
+def test_conv2d_forward_and_gradients_match_loops(device, case, fused):
     x, w, b, options = _case(case, bias=case[0] == 2)
     xt, wt = leaf(x, device), leaf(w, device)
     bt = leaf(b, device) if b is not None else None
@@ -101,7 +116,7 @@ def test_conv2d_forward_and_gradients_match_loops(device, case):
         np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
 
 
-def test_same_padding_keeps_the_size_and_pads_bottom_right_for_even_kernels():
+def test_same_padding_keeps_the_size_and_pads_bottom_right_for_even_kernels(fused):
     x, w = rng.standard_normal((1, 1, 5, 6)), rng.standard_normal((1, 1, 2, 4))
     y = mq.conv2d(const(x), const(w), padding="same")
     assert y.shape == (1, 1, 5, 6)
@@ -109,7 +124,7 @@ def test_same_padding_keeps_the_size_and_pads_bottom_right_for_even_kernels():
     np.testing.assert_allclose(host(y), reference(explicit, w, None, 1, 0, 1, 1), rtol=1e-12)
 
 
-def test_unbatched_input_is_one_image(device):
+def test_unbatched_input_is_one_image(device, fused):
     x, w, b = rng.standard_normal((2, 5, 6)), rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(3)
     xt, wt, bt = leaf(x, device), leaf(w, device), leaf(b, device)
     y = mq.conv2d(xt, wt, bt, stride=(1, 2), padding=1)
@@ -138,19 +153,19 @@ PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's was
 
 def _force_path(monkeypatch, device, path):
     chunk, keep, waste, per_image = PATHS[path]
-    monkeypatch.setitem(conv_module.CHUNK_BYTES, device.split(":")[0], chunk)
-    monkeypatch.setitem(conv_module.SAVE_COLUMNS_BYTES, device.split(":")[0], keep)
-    monkeypatch.setattr(conv_module, "WIDE_MAX_WASTE", waste)
-    monkeypatch.setattr(conv_module, "PER_IMAGE_AREA", per_image)
+    monkeypatch.setitem(conv_plan.CHUNK_BYTES, device.split(":")[0], chunk)
+    monkeypatch.setitem(conv_plan.SAVE_COLUMNS_BYTES, device.split(":")[0], keep)
+    monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", waste)
+    monkeypatch.setattr(conv_plan, "PER_IMAGE_AREA", per_image)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_every_internal_path_gives_the_same_gradients(device, monkeypatch, path, stride, threads):
+def test_every_internal_path_gives_the_same_gradients(device, monkeypatch, fused_on, path, stride, threads):
     """5 images of 4x8x8, 3x3 kernels, padding 1, groups 1 (stride 1) or 2 (stride 2), on 1-3 worker threads."""
     _force_path(monkeypatch, device, path)
-    monkeypatch.setattr(conv_module, "THREADS", threads)
+    monkeypatch.setattr(conv_plan, "THREADS", threads)
     groups = stride
     x, w, b = rng.standard_normal((5, 4, 8, 8)), rng.standard_normal((4, 4 // groups, 3, 3)), rng.standard_normal(4)
     xt, wt, bt = leaf(x, device), leaf(w, device), leaf(b, device)
@@ -165,7 +180,7 @@ def test_every_internal_path_gives_the_same_gradients(device, monkeypatch, path,
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, path):
+def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, fused_on, path):
     _force_path(monkeypatch, "cpu", path)
     x, w, b = rng.standard_normal((5, 3, 8, 8)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2)
     xt, wt, bt = leaf(x), leaf(w), leaf(b)
@@ -176,9 +191,9 @@ def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, path):
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
 
 
-def test_worker_threads_give_reproducible_float32_results(monkeypatch):
-    monkeypatch.setattr(conv_module, "THREADS", 2)
-    monkeypatch.setitem(conv_module.CHUNK_BYTES, "cpu", 1)  # one image per chunk: 6 chunks over 2 workers
+def test_worker_threads_give_reproducible_float32_results(monkeypatch, fused_on):
+    monkeypatch.setattr(conv_plan, "THREADS", 2)
+    monkeypatch.setitem(conv_plan.CHUNK_BYTES, "cpu", 1)  # one image per chunk: 6 chunks over 2 workers
     arrays = [rng.standard_normal(s).astype(np.float32) for s in [(6, 3, 9, 9), (4, 3, 3, 3), (4,)]]
     g = mq.tensor(rng.standard_normal((6, 4, 9, 9)).astype(np.float32))
     runs = []
@@ -192,9 +207,9 @@ def test_worker_threads_give_reproducible_float32_results(monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
-def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch):
-    monkeypatch.setitem(conv_module.CHUNK_BYTES, "cpu", 1)
-    monkeypatch.setattr(conv_module, "WIDE_MAX_WASTE", 100.0)
+def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch, fused_on):
+    monkeypatch.setitem(conv_plan.CHUNK_BYTES, "cpu", 1)
+    monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", 100.0)
     x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 2, 2, 3))
     xt, wt = leaf(x), leaf(w)
     y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1), groups=2)
@@ -206,32 +221,36 @@ def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch):
     np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
 
 
-def test_only_the_gradients_asked_for_are_computed():
+def test_only_the_gradients_asked_for_are_computed(fused):
+    """Saved: the weight matrix (index 1 on both paths) only for dX; the input or its columns only for dW."""
     x, w, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
     g = rng.standard_normal((2, 3, 3, 3))
     _, grad_x, grad_w, grad_b = reference(x, w, b, 1, 0, 1, 1, g=g)
     first_layer_input, wt, bt = const(x), leaf(w), leaf(b)
     y = mq.conv2d(first_layer_input, wt, bt)
+    assert (y.creator.plan is not None) == fused
     assert y.creator.saved[1] is None  # no weight matrix kept for an input gradient nobody wants
+    assert y.creator.saved[0] is not None or y.creator.saved[2] is not None  # the input or its columns, for dW
     y.backward(const(g))
     assert first_layer_input.grad is None
     np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
     xt, frozen = leaf(x), const(w)
     y = mq.conv2d(xt, frozen)
-    assert y.creator.saved[0] is None and y.creator.saved[2] is None  # no input, no columns
+    assert y.creator.saved[1] is not None
+    assert all(saved is None for i, saved in enumerate(y.creator.saved) if i != 1)  # no input, no columns
     y.backward(const(g))
     assert frozen.grad is None
     np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
 
 
-def test_no_grad_records_nothing():
+def test_no_grad_records_nothing(fused):
     with mq.no_grad():
         y = mq.conv2d(leaf(rng.standard_normal((1, 1, 4, 4))), leaf(rng.standard_normal((1, 1, 3, 3))))
     assert y.creator is None and not y.requires_grad
 
 
-def test_float32_stays_float32_and_matches_float64():
+def test_float32_stays_float32_and_matches_float64(fused):
     x, w, b = rng.standard_normal((3, 4, 9, 9)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
     tensors = [leaf(a, dtype=mq.float32) for a in (x, w, b)]
     y = mq.conv2d(*tensors, padding=1)
@@ -245,7 +264,7 @@ def test_float32_stays_float32_and_matches_float64():
         np.testing.assert_allclose(tensor.grad.numpy(), grad, rtol=1e-4, atol=1e-3)
 
 
-def test_non_contiguous_input_and_broadcast_output_gradient(device):
+def test_non_contiguous_input_and_broadcast_output_gradient(device, fused):
     x, w = rng.standard_normal((2, 6, 5, 3)), rng.standard_normal((2, 3, 2, 2))
     xt = mq.Tensor(const(x, device).data.transpose(0, 3, 2, 1), requires_grad=True)  # (2, 3, 5, 6), not contiguous
     wt = leaf(w, device)
@@ -257,7 +276,7 @@ def test_non_contiguous_input_and_broadcast_output_gradient(device):
     np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
 
 
-def test_empty_batch():
+def test_empty_batch(fused):
     xt, wt, bt = leaf(np.zeros((0, 2, 5, 5))), leaf(rng.standard_normal((3, 2, 3, 3))), leaf(np.ones(3))
     y = mq.conv2d(xt, wt, bt)
     assert y.shape == (0, 3, 3, 3)
@@ -328,7 +347,7 @@ def test_device_mismatch_is_an_error():
     dict(padding=1), dict(stride=2, padding=(2, 1), dilation=(1, 2)), dict(padding="same", groups=2), dict(padding="valid"),
 ], ids=str)
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
-def test_matches_torch_on_mid_sized_float32_batches(options):
+def test_matches_torch_on_mid_sized_float32_batches(options, fused):
     torch = pytest.importorskip("torch")
     shapes = [(16, 8, 19, 17), (12, 8 // options.get("groups", 1), 3, 4), (12,)]
     arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]

@@ -1,6 +1,8 @@
 """Pools (max_pool2d, avg_pool2d, adaptive_avg_pool2d): forward and gradients against explicit loops over
 windows written here, torch's tie rule (the first maximum takes the gradient), unbatched input, the
-fast paths (tiling windows, big windows), errors, and a cross-check against torch."""
+fast paths (tiling windows, big windows), max_pool2d's plain and fused paths (chunks on worker
+threads), errors, and a cross-check against torch. Fused == plain on big inputs:
+tests/ops/test_fused_conv_pool.py."""
 
 import math
 
@@ -9,9 +11,16 @@ import pytest
 from helpers import const, host, leaf
 
 import minigrad_q as mq
-import minigrad_q.ops.pool as pool_module
+import minigrad_q.ops._pool_plan as pool_plan
 
 rng = np.random.default_rng(0)
+
+
+@pytest.fixture(params=["fused", "plain"])
+def fused(request):
+    """Runs the test with backend.fused_enabled() on (ops/_pool_plan.py for max_pool2d), then off."""
+    with mq.backend.use_fused(request.param == "fused"):
+        yield request.param == "fused"
 
 
 # ---------------------------------------------------------------- loop references
@@ -91,7 +100,7 @@ POOL_CASES = [  # (input shape, kernel_size, stride, padding)
 
 @pytest.mark.parametrize("shape, kernel, stride, padding", POOL_CASES, ids=str)
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_pool_forward_and_gradient_match_loops(device, kind, shape, kernel, stride, padding):
+def test_pool_forward_and_gradient_match_loops(device, fused, kind, shape, kernel, stride, padding):
     x = rng.standard_normal(shape)
     expected, g, expected_grad = pool_reference(x, kernel, stride, padding, kind)
     op = mq.max_pool2d if kind == "max" else mq.avg_pool2d
@@ -105,18 +114,19 @@ def test_pool_forward_and_gradient_match_loops(device, kind, shape, kernel, stri
 @pytest.mark.parametrize("shape, kernel, stride, padding", POOL_CASES, ids=str)
 def test_max_pool_in_chunks_on_worker_threads_matches_loops(monkeypatch, threads, shape, kernel, stride, padding):
     """One leading index (image, or channel unbatched) per chunk, over 1-3 workers."""
-    monkeypatch.setattr(pool_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(pool_module, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(pool_module, "blas_threads", lambda: threads)
+    monkeypatch.setattr(pool_plan, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pool_plan, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(pool_plan, "blas_threads", lambda: threads)
     x = np.round(rng.standard_normal(shape))  # ties too
     expected, g, expected_grad = pool_reference(x, kernel, stride, padding, "max")
-    y, grad = forward_and_grad(lambda t: mq.max_pool2d(t, kernel, stride, padding), x, g, "cpu")
+    with mq.backend.use_fused(True):
+        y, grad = forward_and_grad(lambda t: mq.max_pool2d(t, kernel, stride, padding), x, g, "cpu")
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 1, 1), (3, 2, 0), (2, 1, 0)])
-def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device, kernel, stride, padding):
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device, fused, kernel, stride, padding):
     x = np.round(rng.standard_normal((2, 2, 6, 6)))  # many ties
     x[0, 0] = 1.0  # a whole constant plane: every window is one big tie
     expected, g, expected_grad = pool_reference(x, kernel, stride, padding, "max")
@@ -125,20 +135,20 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum(device, kernel, st
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
-def test_max_pool_tie_on_a_constant_window_goes_to_its_top_left(device):
+def test_max_pool_tie_on_a_constant_window_goes_to_its_top_left(device, fused):
     x = leaf(np.ones((1, 1, 2, 2)), device)
     mq.max_pool2d(x, 2).backward(const(np.full((1, 1, 1, 1), 3.0), device))
     np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[3.0, 0.0], [0.0, 0.0]])
 
 
-def test_max_pool_propagates_nan(device):
+def test_max_pool_propagates_nan(device, fused):
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     x[0, 0, 1, 1] = np.nan
     y = host(mq.max_pool2d(const(x, device), 2))
     assert np.isnan(y[0, 0, 0, 0]) and np.array_equal(y[0, 0].ravel()[1:], [7.0, 13.0, 15.0])
 
 
-def test_max_pool_with_float32_and_many_offsets(device):
+def test_max_pool_with_float32_and_many_offsets(device, fused):
     """A 12x12 kernel has 144 offsets, more than an int8 index holds."""
     x = rng.standard_normal((1, 2, 12, 13)).astype(np.float32)
     expected, g, expected_grad = pool_reference(x.astype(np.float64), 12, 1, 0, "max")
@@ -148,7 +158,7 @@ def test_max_pool_with_float32_and_many_offsets(device):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6)
 
 
-def test_pools_of_non_contiguous_input(device):
+def test_pools_of_non_contiguous_input(device, fused):
     base = rng.standard_normal((2, 6, 6, 3))
     view = const(base, device).data.transpose(0, 3, 1, 2)  # (2, 3, 6, 6), not contiguous
     for op, kind in ((mq.max_pool2d, "max"), (mq.avg_pool2d, "avg")):
@@ -160,7 +170,7 @@ def test_pools_of_non_contiguous_input(device):
         np.testing.assert_allclose(x.grad.numpy(), expected_grad, rtol=1e-12, atol=1e-15)
 
 
-def test_pools_without_grad_still_compute(device):
+def test_pools_without_grad_still_compute(device, fused):
     x = const(rng.standard_normal((1, 2, 4, 4)), device)
     with mq.no_grad():
         y = mq.max_pool2d(leaf(x.numpy(), device), 2)
@@ -233,7 +243,7 @@ def test_pool_error_for_an_empty_channel_dim():
     [("max_pool2d", (3, 2, 1)), ("max_pool2d", (2,)), ("avg_pool2d", (3, 1, 1)), ("avg_pool2d", ((2, 4), (2, 3), (1, 2))),
      ("adaptive_avg_pool2d", ((5, 3),)), ("adaptive_avg_pool2d", (1,))],
 )
-def test_pools_match_torch(name, args):
+def test_pools_match_torch(name, args, fused):
     torch = pytest.importorskip("torch")
     x_data = rng.standard_normal((4, 3, 15, 13)).astype(np.float32)
     g = rng.standard_normal(getattr(torch.nn.functional, name)(torch.tensor(x_data), *args).shape).astype(np.float32)
