@@ -72,7 +72,7 @@ def write_markdown(results: dict[str, Any]) -> str:
     """docs/benchmarks.md from one run's results."""
     machine, limits = results["machine"], results["limits"]
     lines = [
-        "# Benchmarks",
+        f"# Benchmarks on {machine['cpu']}",
         "",
         f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
         f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",

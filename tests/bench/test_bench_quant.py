@@ -102,7 +102,7 @@ def test_cli_bench_quant_prints_and_writes_json_and_markdown(capsys, tmp_path, m
     results = json.loads(path.read_text())
     assert results["quant"]["elements"] == 512 and "overhead" not in results and "limits" in results
     text = markdown.read_text()
-    assert text.startswith("# Benchmarks\n") and "## Machine" in text
+    assert text.startswith("# Benchmarks on ") and "## Machine" in text
     assert "## Quantizers: forward + backward on 512 float32 elements" in text
     assert "`minigrad-q bench --quant`" in text and "| fake_quant |" in text and "| pact |" in text
 

@@ -227,7 +227,7 @@ def test_write_markdown_names_the_machine(tmp_path):
 
     results = bench.run(["overhead"], repeat=1, large_size=1000)
     text = bench.write_markdown(results)
-    assert text.startswith("# Benchmarks\n")
+    assert text.startswith("# Benchmarks on ")
     assert results["machine"]["cpu"] in text and results["date"] in text
     assert "GFLOP/s" in text and "| tiny |" in text and "| 0.001M |" in text
 
