@@ -48,10 +48,8 @@ def flag(op: str, name: str, value: Any) -> bool:
 def pair(op: str, name: str, value: Any, minimum: int | None = None) -> tuple[int, int]:
     """An int, or a sequence of one or two ints (as torch accepts), as ``(h, w)``; each at least `minimum`."""
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if len(values) not in (1, 2):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     numbers = [_as_int(v) for v in values]
-    if any(number is None for number in numbers):
+    if len(numbers) not in (1, 2) or any(number is None for number in numbers):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     height, width = (numbers[0], numbers[0]) if len(numbers) == 1 else numbers
     if minimum is not None and min(height, width) < minimum:  # type: ignore[type-var]

@@ -1,8 +1,7 @@
 """Sliding windows over the last two dims of an NCHW array, as strided views (no copies).
 
-Shared by the ops that look at k×k windows (conv.py; pools may use it too). Four helpers:
+Shared by the ops that look at k×k windows (conv.py; pools may use it too). Three helpers:
 
-- ``pair(op, name, value)``: an int or a pair of ints as ``(h, w)``, with an error naming the op.
 - ``output_size(size, kernel, stride, padding, dilation)``: torch's
   ``floor((size + padding - dilation·(kernel - 1) - 1) / stride) + 1``, ``padding`` the total of both sides.
 - ``sliding_windows(xp, array, kernel, stride, dilation, out_hw)``: the view ``(N, C, kh, kw, OH, OW)`` with
@@ -16,21 +15,9 @@ Pad first (into a buffer you own) when the op pads: the helpers never read outsi
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
-__all__ = ["pair", "output_size", "sliding_windows", "add_windows"]
-
-
-def pair(op: str, name: str, value: Any) -> tuple[int, int]:
-    """``value`` (an int or a pair of ints) as ``(h, w)``; a TypeError naming ``op`` and ``name`` otherwise."""
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or any(isinstance(v, bool) for v in values):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    try:
-        return operator.index(values[0]), operator.index(values[1])
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+__all__ = ["output_size", "sliding_windows", "add_windows"]
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

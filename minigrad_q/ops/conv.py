@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from ..core import Function, Tensor
+from ..core.validate import integer, pair
 from ..specs import Draw, register_spec
 from . import _conv_plan as fused
-from ._windows import add_windows, output_size, pair, sliding_windows
+from ._windows import add_windows, output_size, sliding_windows
 
 __all__ = ["conv2d"]
 
@@ -158,13 +159,8 @@ def _check_arguments(input: Any, weight: Any, bias: Any, stride: Any, dilation: 
             raise RuntimeError(f"conv2d: input is {input.dtype} but {name} is {tensor.dtype}; convert one with .to(dtype)")
     if not backend.is_floating(input.dtype):
         raise TypeError(f"conv2d: expected floating-point tensors, got {input.dtype}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
-    stride_hw, dilation_hw = pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
-    if min(stride_hw) < 1:
-        raise ValueError(f"conv2d: stride must be >= 1, got {stride!r}")
-    if min(dilation_hw) < 1:
-        raise ValueError(f"conv2d: dilation must be >= 1, got {dilation!r}")
+    groups = integer("conv2d", "groups", groups, 1)
+    stride_hw, dilation_hw = pair("conv2d", "stride", stride, 1), pair("conv2d", "dilation", dilation, 1)
     out_channels, group_channels = weight.shape[:2]
     channels = input.shape[-3]
     if channels != group_channels * groups:
@@ -192,9 +188,7 @@ def _pads(padding: Any, kernel: tuple[int, ...], stride: tuple[int, int], dilati
             raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride})")
         total_h, total_w = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
         return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
-    pad_h, pad_w = pair("conv2d", "padding", padding)
-    if min(pad_h, pad_w) < 0:
-        raise ValueError(f"conv2d: padding must be >= 0, got {padding!r}")
+    pad_h, pad_w = pair("conv2d", "padding", padding, 0)
     return (pad_h, pad_h, pad_w, pad_w)
 
 

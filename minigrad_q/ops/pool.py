@@ -15,11 +15,11 @@ every window. Output size: floor((H + 2p - k) / s) + 1 (ceil_mode=False).
 
 from __future__ import annotations
 
-import operator
 from typing import Any, NamedTuple
 
 from .. import backend
 from ..core import Function, Tensor
+from ..core.validate import pair
 from ..specs import Draw, register_spec
 from . import _pool_plan as fused
 
@@ -221,22 +221,6 @@ class AdaptiveAvgPool2d(Function):
 
 
 # ---------------------------------------------------------------- argument checks
-def _pair(op: str, name: str, value: Any, minimum: int) -> Pair:
-    """An int or a pair of ints (each >= minimum) as a pair."""
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) == 1:
-        values = (values[0], values[0])
-    try:
-        if len(values) != 2 or any(isinstance(v, bool) for v in values):
-            raise TypeError
-        pair = (operator.index(values[0]), operator.index(values[1]))
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-    if min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return pair
-
-
 def _check_input(op: str, input: Any) -> None:
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(input).__name__}")
@@ -251,9 +235,9 @@ def _check_input(op: str, input: Any) -> None:
 
 def _windows(op: str, input: Any, kernel_size: Any, stride: Any, padding: Any) -> Windows:
     _check_input(op, input)
-    kernel = _pair(op, "kernel_size", kernel_size, 1)
-    strides = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(op, "stride", stride, 1)
-    pads = _pair(op, "padding", padding, 0)
+    kernel = pair(op, "kernel_size", kernel_size, 1)
+    strides = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) else pair(op, "stride", stride, 1)
+    pads = pair(op, "padding", padding, 0)
     if pads[0] > kernel[0] // 2 or pads[1] > kernel[1] // 2:
         raise ValueError(f"{op}: padding {pads} must be at most half the kernel size {kernel} (torch's rule)")
     h, w = input.shape[-2:]
@@ -287,7 +271,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
     sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
     if len(sizes) == 2:
         sizes = (h if sizes[0] is None else sizes[0], w if sizes[1] is None else sizes[1])
-    out = _pair("adaptive_avg_pool2d", "output_size", sizes, 1)
+    out = pair("adaptive_avg_pool2d", "output_size", sizes, 1)
     return AdaptiveAvgPool2d.apply(input, out)
 
 

@@ -15,8 +15,8 @@ def test_pair_takes_an_int_or_one_or_two_ints(value, expected):
 @pytest.mark.parametrize("value, error, message", [
     (2.5, TypeError, r"op: stride must be an int or a pair of ints, got 2.5"),
     ((1, True), TypeError, r"op: stride must be an int or a pair of ints, got \(1, True\)"),
-    ((1, 2, 3), ValueError, r"op: stride must be an int or a pair of ints, got \(1, 2, 3\)"),
-    ((), ValueError, r"op: stride must be an int or a pair of ints, got \(\)"),
+    ((1, 2, 3), TypeError, r"op: stride must be an int or a pair of ints, got \(1, 2, 3\)"),
+    ((), TypeError, r"op: stride must be an int or a pair of ints, got \(\)"),
     ((0, 1), ValueError, r"op: stride must be >= 1, got \(0, 1\)"),
 ])
 def test_pair_refuses_other_values_naming_the_op_and_the_argument(value, error, message):

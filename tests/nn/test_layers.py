@@ -124,7 +124,6 @@ def test_conv2d_same_and_valid_padding_and_default_init():
         (dict(in_channels=1, out_channels=1, kernel_size=3, padding="full"), "invalid padding string 'full'"),
         (dict(in_channels=1, out_channels=1, kernel_size=3, padding="same", stride=2), "padding='same' is not supported"),
         (dict(in_channels=1, out_channels=1, kernel_size=3, padding_mode="reflect"), "padding_mode 'reflect' is not supported"),
-        (dict(in_channels=1, out_channels=1, kernel_size=(3, 3, 3)), "kernel_size must be an int or a pair of ints"),
         (dict(in_channels=1, out_channels=1, kernel_size=0), "kernel_size, stride and dilation must be positive"),
         (dict(in_channels=1, out_channels=1, kernel_size=3, padding=-1), "padding must be non-negative"),
     ],
@@ -132,6 +131,11 @@ def test_conv2d_same_and_valid_padding_and_default_init():
 def test_conv2d_constructor_errors(kwargs, message):
     with pytest.raises(ValueError, match="Conv2d: " + message):
         nn.Conv2d(**kwargs)
+
+
+def test_conv2d_kernel_size_of_three_numbers_is_a_type_error():
+    with pytest.raises(TypeError, match=r"Conv2d: kernel_size must be an int or a pair of ints, got \(3, 3, 3\)"):
+        nn.Conv2d(1, 1, (3, 3, 3))
 
 
 def test_conv2d_wrong_input_channels_is_a_clear_error():
