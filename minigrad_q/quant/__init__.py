@@ -4,6 +4,7 @@ prepare_qat, and conversion to integer-only inference. The math is in docs/quant
 
 from .dsq import dsq, dsq_soft
 from .fake_quant import fake_quant, round_ste
+from .grad_scale import grad_scale, lsq_gradient_scale
 from .integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, load_integer_model
 from .lsq import lsq, lsq_init_step, lsq_surrogate
 from .modules import DSQQuantizer, FakeQuantize, LSQQuantizer, PACTQuantizer, QuantNoiseQuantizer
@@ -31,7 +32,8 @@ from .qparams import FLOAT32_EPS, NonFiniteGrid, check_bits, minmax_qparams, qra
 
 __all__ = [
     "FLOAT32_EPS", "NonFiniteGrid", "check_bits", "qrange", "minmax_qparams", "tensor_qparams",
-    "fake_quant", "round_ste", "dsq", "dsq_soft", "lsq", "lsq_init_step", "lsq_surrogate", "pact",
+    "fake_quant", "round_ste", "grad_scale", "lsq_gradient_scale", "dsq", "dsq_soft", "lsq", "lsq_init_step",
+    "lsq_surrogate", "pact",
     "quant_noise", "quant_noise_mask",
     "MinMaxObserver", "MovingAverageMinMaxObserver", "PerChannelMinMaxObserver", "MovingAveragePerChannelMinMaxObserver",
     "FakeQuantize", "DSQQuantizer", "LSQQuantizer", "PACTQuantizer", "QuantNoiseQuantizer",

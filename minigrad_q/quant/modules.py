@@ -31,6 +31,7 @@ from ..nn.module import Module
 from ..nn.parameter import Parameter
 from .dsq import dsq
 from .fake_quant import fake_quant, round_ste
+from .grad_scale import grad_scale, lsq_gradient_scale
 from .lsq import lsq, lsq_init_step
 from .noise import quant_noise
 from .observers import (
@@ -247,7 +248,8 @@ class DSQQuantizer(_Initialised):
     ``qat.dsq_alpha_penalty``), else a buffer (set it with ``qat.dsq_alpha_schedule``). The scale and
     zero point come from a min/max observer (as FakeQuantize), or with ``learn_scale`` the scale is a
     Parameter (the learned clip range of the paper) initialised from the observer on the first training
-    batch; the zero point then stays the observer's of that batch.
+    batch, its gradient scaled as LSQ's step (``grad_scale``); the zero point then stays the observer's
+    of that batch.
     """
 
     def __init__(self, bits: int, signed: bool, axis: int | None = None, alpha: float = 0.2, learn_alpha: bool = True,
@@ -302,6 +304,8 @@ class DSQQuantizer(_Initialised):
 
     def _quantize(self, x: Tensor) -> Tensor:
         scale, zero_point = self._grid()
+        if self.learn_scale:  # its gradient sums over every element it quantizes: LSQ's scaling keeps steps sane
+            scale = grad_scale(scale, lsq_gradient_scale(x.data.size // max(scale.data.size, 1), self.qmax))
         _project(self.alpha, ALPHA_MIN, ALPHA_MAX)
         return dsq(x, _cast(scale, x), _cast(zero_point, x), self.qmin, self.qmax, _cast(self.alpha, x), self.axis)
 

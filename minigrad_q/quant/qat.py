@@ -11,7 +11,7 @@ folds it into the int32 accumulator).
 | method | weights (signed, per channel along axis 0 with ``per_channel``) | activations (layer inputs) |
 |---|---|---|
 | ste | FakeQuantize, symmetric narrow range, min/max of the current weight | FakeQuantize, affine, moving-average min/max |
-| dsq | DSQQuantizer, symmetric narrow range, alpha 0.2 (learned) | DSQQuantizer, affine, moving-average min/max |
+| dsq | DSQQuantizer, symmetric narrow range, alpha 0.2 and the clip range learned | DSQQuantizer, affine, alpha and range learned |
 | lsq | LSQQuantizer, step from 2·mean(abs(w))/sqrt(Qp) | LSQQuantizer, step from the first batch |
 | qnoise | QuantNoiseQuantizer, per-tensor affine (as the paper) | — |
 | pact | — | PACTQuantizer, alpha 4 (see below) |
@@ -58,10 +58,10 @@ WEIGHT_METHODS = ("ste", "dsq", "lsq", "qnoise")
 ACT_METHODS = ("ste", "dsq", "lsq", "pact")
 # prepare_qat's **method_options: which (part, method) each applies to, and its default
 METHOD_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("weight", "dsq"): {"dsq_alpha": 0.2, "learn_alpha": True, "learn_scale": False},
+    ("weight", "dsq"): {"dsq_alpha": 0.2, "learn_alpha": True, "learn_scale": True},
     ("weight", "qnoise"): {"qnoise_p": 0.5, "qnoise_block_size": 1},
     ("act", "ste"): {"averaging_constant": 0.01},
-    ("act", "dsq"): {"dsq_alpha": 0.2, "learn_alpha": True, "learn_scale": False, "averaging_constant": 0.01},
+    ("act", "dsq"): {"dsq_alpha": 0.2, "learn_alpha": True, "learn_scale": True, "averaging_constant": 0.01},
     ("act", "lsq"): {"lsq_offset": False},
     ("act", "pact"): {"pact_alpha": 4.0},
 }
