@@ -11,7 +11,7 @@ folds it into the int32 accumulator).
 | method | weights (signed, per channel along axis 0 with ``per_channel``) | activations (layer inputs) |
 |---|---|---|
 | ste | FakeQuantize, symmetric narrow range, min/max of the current weight | FakeQuantize, affine, moving-average min/max |
-| dsq | DSQQuantizer, symmetric narrow range, alpha 0.2 and the clip range learned | DSQQuantizer, affine, alpha and range learned |
+| dsq | DSQQuantizer, symmetric narrow range, alpha 0.2 and clip range learned | DSQQuantizer, affine, both learned |
 | lsq | LSQQuantizer, step from 2·mean(abs(w))/sqrt(Qp) | LSQQuantizer, step from the first batch |
 | qnoise | QuantNoiseQuantizer, per-tensor affine (as the paper) | — |
 | pact | — | PACTQuantizer, alpha 4 (see below) |
