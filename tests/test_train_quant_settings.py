@@ -15,6 +15,13 @@ def bits_of(model):
             if hasattr(layer, "weight_quant") and layer.weight_quant is not None]
 
 
+def test_dsq_learns_alpha_and_its_clipping_range_by_default():
+    model = quant.prepare_qat(lenet5(input_size=8), weight="dsq", act="dsq")
+    learned = {name for name, _ in model.named_parameters()}
+    for layer in ("3.weight_quant", "3.act_quant"):
+        assert f"{layer}.alpha" in learned and f"{layer}.scale" in learned
+
+
 def test_method_defaults_are_prepare_qats():
     dsq = TrainConfig(quant="dsq").resolved()
     options = quant.METHOD_OPTIONS[("weight", "dsq")]
