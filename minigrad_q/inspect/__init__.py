@@ -9,6 +9,7 @@ from .plots import (
     plot_dsq,
     plot_grad_norms,
     plot_quantizer,
+    plot_quantizer_history,
     plot_quantizers,
     plot_training,
     quantizer_curves,
@@ -19,7 +20,8 @@ from .text_table import format_table
 __all__ = [
     "record", "Tape", "CallRecord", "STAT_NAMES", "gradient_statistics",
     "compare_gradients", "GradientComparison",
-    "plot_quantizer", "plot_quantizers", "plot_dsq", "plot_training", "plot_grad_norms", "quantizer_curves",
+    "plot_quantizer", "plot_quantizers", "plot_dsq", "plot_training", "plot_grad_norms", "plot_quantizer_history",
+    "quantizer_curves",
     "load_history",
     "to_dot", "render", "format_table",
 ]

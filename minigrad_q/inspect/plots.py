@@ -294,7 +294,10 @@ def load_history(json_path: Any) -> list[dict[str, Any]]:
 
 def _load(json_path: Any) -> tuple[Any, list[dict[str, Any]]]:
     with open(json_path, encoding="utf-8") as file:
-        summary = json.load(file)
+        try:
+            summary = json.load(file)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{json_path}: not JSON ({error})") from None
     history = summary.get("history") if isinstance(summary, dict) else summary
     if not isinstance(history, list) or not history or not all(isinstance(r, dict) and "epoch" in r for r in history):
         raise ValueError(f"{json_path}: expected the JSON of `minigrad-q train --json` with a non-empty \"history\" "
@@ -359,6 +362,44 @@ def plot_grad_norms(json_path: Any, out: Any = None) -> Any:
     plot.grid(alpha=0.3, which="both")
     plot.legend(fontsize=7, ncol=2 if len(names) > 8 else 1, loc="best")
     plot.set_title(_run_title(summary, json_path), fontsize=10)
+    return _finish(figure, out)
+
+
+def plot_quantizer_history(json_path: Any, out: Any = None) -> Any:
+    """What the quantizers learned, epoch by epoch, from a ``minigrad-q train --quant M --json`` file (the
+    history records' "quantizers", ``quant.quantizer_state``): each quantizer's float range (left; the
+    upper end solid, the lower dashed, means over channels) and DSQ's or PACT's alpha (right). One
+    colour per layer. Returns the Figure."""
+    summary, history = _load(json_path)
+    paths: list[str] = []
+    for record in history:
+        paths += [path for path in record.get("quantizers") or {} if path not in paths]
+    if not paths:
+        raise ValueError(f"{json_path}: no history record has \"quantizers\"; it is not a quantized run, or it was "
+                         "written before `minigrad-q train --json` recorded them")
+    figure, axes = _figure("plot_quantizer_history", 1, 2, (11.0, 4.5))
+    ranges, alphas = axes[0, 0], axes[0, 1]
+    layers = list(dict.fromkeys(path.rpartition(".")[0] for path in paths))
+    for path in paths:
+        records = [(r["epoch"], r["quantizers"][path]) for r in history if path in (r.get("quantizers") or {})]
+        colour = f"C{layers.index(path.rpartition('.')[0]) % 10}"
+        style = "-" if path.endswith("weight_quant") else ":"
+        epochs = [epoch for epoch, _ in records]
+        ranges.plot(epochs, [state["high"]["mean"] for _, state in records], style, marker="o", ms=3, color=colour,
+                    label=path)
+        ranges.plot(epochs, [state["low"]["mean"] for _, state in records], style, marker="o", ms=3, color=colour,
+                    alpha=0.5)
+        if all("alpha" in state for _, state in records):
+            alphas.plot(epochs, [state["alpha"]["mean"] for _, state in records], style, marker="o", ms=3,
+                        color=colour, label=path)
+    ranges.set(xlabel="epoch", ylabel="float range of the grid (mean over channels)",
+               title="range: upper and (faint) lower end; weights solid, inputs dotted")
+    alphas.set(xlabel="epoch", ylabel="alpha", title="DSQ's / PACT's alpha")
+    for plot in (ranges, alphas):
+        plot.grid(alpha=0.3)
+        if plot.get_legend_handles_labels()[0]:
+            plot.legend(fontsize=7)
+    figure.suptitle(_run_title(summary, json_path), fontsize=10)
     return _finish(figure, out)
 
 

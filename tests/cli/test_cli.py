@@ -255,3 +255,21 @@ def test_bench_unwritable_json_path_is_a_clean_error(tmp_path):
     assert "Traceback" not in result.stderr
     assert "minigrad-q: error: bench: cannot write" in result.stderr
     assert result.stdout == ""  # refused before measuring anything
+
+
+# ---------------------------------------------------------------- plot
+def test_plot_draws_a_runs_curves_and_refuses_what_is_not_a_run(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    from minigrad_q.train import train
+
+    summary = tmp_path / "run.json"
+    train(epochs=2, train_size=64, quant="lsq", verbose=False, json_path=str(summary))
+    code, out, err = run_main(capsys, "plot", str(summary), "--out", str(tmp_path))
+    assert code == 0, err
+    for name in ("training.png", "grad_norms.png", "quantizers.png"):
+        assert f"wrote {tmp_path / name}" in out and (tmp_path / name).stat().st_size > 0
+    (tmp_path / "notes.json").write_text("not json")
+    code, out, err = run_main(capsys, "plot", str(tmp_path / "notes.json"))
+    assert code == 2 and err.startswith(f"minigrad-q: error: plot: {tmp_path / 'notes.json'}: not JSON")
+    code, _, err = run_main(capsys, "plot", str(summary), "--out", str(tmp_path / "nowhere"))
+    assert code == 2 and "the folder does not exist" in err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import minigrad_q as mq
+from minigrad_q import inspect
 from minigrad_q.inspect import plots
 from minigrad_q.inspect.plots import quantizer_curves
 
@@ -259,3 +260,22 @@ def test_plots_of_a_real_training_run(tmp_path):
     assert_png(tmp_path / "norms.png")
     names = {line.get_label() for line in figure.axes[0].get_lines()}
     assert names == set(json.loads(path.read_text())["history"][0]["grad_norms"]) and "0.weight" in names
+
+
+def test_quantizer_history_draws_each_quantizers_range_and_alpha(tmp_path):
+    pytest.importorskip("matplotlib")
+    from minigrad_q.train import train
+
+    path = tmp_path / "run.json"
+    train(epochs=2, train_size=64, quant="dsq", wbits=2, abits=2, verbose=False, json_path=str(path))
+    figure = inspect.plot_quantizer_history(path, out=tmp_path / "quantizers.png")
+    ranges, alphas = figure.axes[:2]
+    assert len(ranges.lines) == 2 * 10 and len(alphas.lines) == 10  # 5 layers x (weight, input) quantizers
+    history = inspect.load_history(path)
+    upper = [record["quantizers"]["3.weight_quant"]["high"]["mean"] for record in history]
+    assert list(ranges.lines[2 * 2].get_ydata()) == upper  # layer 3's weight quantizer: the third pair of lines
+    assert (tmp_path / "quantizers.png").stat().st_size > 0
+    float_run = tmp_path / "float.json"
+    train(epochs=1, train_size=64, verbose=False, json_path=str(float_run))
+    with pytest.raises(ValueError, match="no history record has \"quantizers\""):
+        inspect.plot_quantizer_history(float_run)
