@@ -114,3 +114,12 @@ def test_train_command_init_from_a_missing_file_is_one_line(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.strip() == "minigrad-q: error: train: checkpoint /no/such/float.safetensors to start from does not exist"
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_diverging_fine_tune_stops_with_one_clear_error(float_run):
+    from minigrad_q.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="training diverged in epoch 1/2 by step .*: the loss or the weights "
+                                               "became NaN or inf; try a lower learning rate"):
+        train(epochs=2, quant="dsq", wbits=2, abits=2, init_from=float_run[0], lr=1e6, verbose=False)
