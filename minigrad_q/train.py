@@ -45,8 +45,8 @@ __all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate"
 OPTIMIZERS = ("sgd", "adam")
 # settings that define the run: a resumed run must use the checkpoint's values
 RUN_FIELDS = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-              "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "qnoise_p", "dsq_alpha", "learn_alpha",
-              "init_from", "pretrain_epochs")
+              "label_smoothing", "seed", "train_size", "quant", "wbits", "abits", "first_last_bits", "qnoise_p",
+              "dsq_alpha", "learn_alpha", "init_from", "pretrain_epochs")
 SCHEDULES = ("cosine", "constant")
 FLOAT_LR = 0.05  # training from scratch
 FINETUNE_LR = 0.005  # quantization-aware fine-tuning of a trained float model, as the QAT papers do
@@ -181,7 +181,7 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError("pretrain-epochs trains a float model to quantize: give a quantization method too")
     if config.pretrain_epochs and config.init_from:
         raise ConfigError("pretrain-epochs and init-from are two ways to start from a float model: give one, not both")
-    if config.init_from and not os.path.isfile(config.init_from):
+    if config.init_from and not config.resume and not os.path.isfile(config.init_from):  # a resumed run has its weights
         raise ConfigError(f"checkpoint {config.init_from} to start from does not exist")
     if config.resume and not os.path.isfile(config.resume):
         raise ConfigError(f"checkpoint {config.resume} to resume from does not exist")
@@ -546,7 +546,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
         "train_images_per_s": train_images / train_seconds if train_seconds > 0 else None,
         "history": history,
     }
-    if config.init_from:
+    if config.init_from and not config.resume:
         float_history = checkpoint.read_metadata(config.init_from).get("extra", {}).get("history") or [{}]
         summary["float_test_accuracy"] = float_history[-1].get("test_accuracy")
     if config.convert:

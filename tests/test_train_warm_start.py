@@ -2,6 +2,8 @@
 trains one first in the same run (pretrain_epochs); and the errors for checkpoints that do not fit."""
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -123,3 +125,22 @@ def test_a_diverging_fine_tune_stops_with_one_clear_error(float_run):
     with pytest.raises(TrainingDiverged, match="training diverged in epoch 1/2 by step .*: the loss or the weights "
                                                "became NaN or inf; try a lower learning rate"):
         train(epochs=2, quant="dsq", wbits=2, abits=2, init_from=float_run[0], lr=1e6, verbose=False)
+
+
+def test_a_fine_tune_resumes_without_its_float_checkpoint(capsys, tmp_path, float_run):
+    """The resumed run restores its own quantized weights, so the float checkpoint it started from may be
+    gone; it keeps the run's quantization settings (first_last_bits included) and ends where an
+    uninterrupted run ends."""
+    start, path, straight = (str(tmp_path / name) for name in ("float.safetensors", "run.safetensors",
+                                                               "straight.safetensors"))
+    shutil.copy(float_run[0], start)
+    settings = dict(quant="ste", wbits=3, abits=3, first_last_bits=6, init_from=start, schedule="constant", verbose=False)
+    train(epochs=2, save=straight, **settings)
+    train(epochs=1, save=path, **settings)
+    os.remove(start)
+    code = cli.main(["train", "--resume", path, "--epochs", "2", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    resumed = checkpoint.load(path)
+    assert resumed.epoch == 2 and resumed.config["first_last_bits"] == 6 and resumed.config["init_from"] == start
+    for name, array in checkpoint.load(straight).model_state.items():
+        np.testing.assert_array_equal(resumed.model_state[name], array, err_msg=name)
