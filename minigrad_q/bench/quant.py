@@ -66,10 +66,11 @@ class QuantCase(NamedTuple):
 
 # ---------------------------------------------------------------- the cases
 def _learnable(value: float, like: Any) -> Any:
-    """A one-element float32 parameter that requires grad, on x's device."""
+    """A one-element float32 parameter that requires grad, made on x's device: a leaf there (moved with
+    .to(), it would be the output of a ToDevice op, whose saved arrays the first backward frees)."""
     import minigrad_q as mq
 
-    return mq.tensor([value], requires_grad=True).to(like.device)
+    return mq.tensor([value], device=like.device, requires_grad=True)
 
 
 def _ours_fake_quant(x: Any, grad_out: Any) -> Built:

@@ -114,3 +114,11 @@ def test_cli_bench_quant_size_must_be_positive(capsys):
 
 def test_format_results_is_empty_without_quant():
     assert bench_quant.format_results({}) == "" and bench_quant.write_markdown({}) == ""
+
+
+def test_learnable_parameters_are_leaves_on_the_tensors_device():
+    """On a GPU, a parameter moved there with .to() was no leaf, and the second timed step's backward failed."""
+    import minigrad_q as mq
+
+    parameter = bench_quant._learnable(0.5, mq.zeros(3))
+    assert parameter.is_leaf and parameter.requires_grad and parameter.device == "cpu"
