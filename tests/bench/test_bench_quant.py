@@ -116,9 +116,12 @@ def test_format_results_is_empty_without_quant():
     assert bench_quant.format_results({}) == "" and bench_quant.write_markdown({}) == ""
 
 
-def test_learnable_parameters_are_leaves_on_the_tensors_device():
-    """On a GPU, a parameter moved there with .to() was no leaf, and the second timed step's backward failed."""
+def test_every_case_steps_twice_on_each_device(device):
+    """Each timed step runs backward again: a learnable parameter moved to the GPU with .to() was no leaf,
+    so the second step's backward went through a freed ToDevice (issue 12)."""
     import minigrad_q as mq
 
-    parameter = bench_quant._learnable(0.5, mq.zeros(3))
-    assert parameter.is_leaf and parameter.requires_grad and parameter.device == "cpu"
+    parameter = bench_quant._learnable(0.5, mq.zeros(3, device=device))
+    assert parameter.is_leaf and parameter.requires_grad and parameter.device.startswith(device)
+    result = bench_quant.run_quant(device=device, size=64, repeat=2, warmup=0.0)
+    assert all(case["minigrad_s"] > 0 for case in result["cases"])
