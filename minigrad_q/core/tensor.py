@@ -237,8 +237,12 @@ class Tensor:
         return self._inplace("div_", "divide", other)
 
     def copy_(self, source: Any) -> Tensor:
+        """Copy `source`'s values into this tensor, from any device (as torch's copy_)."""
         self._check_inplace("copy_")
-        self.data[...] = source.data if isinstance(source, Tensor) else source
+        values = source.data if isinstance(source, Tensor) else source
+        if not isinstance(values, (bool, int, float)):
+            values = backend.asarray(values, device=self.device)  # a host or other-device array moves here first
+        self.data[...] = values
         return self
 
     def fill_(self, value: Any) -> Tensor:

@@ -148,13 +148,29 @@ register_spec(Neg, sample=lambda d: (d.tensor(d.shape(min_side=0)),), call=lambd
 
 
 # ---------------------------------------------------------------- powers
+def _kind(value: Any) -> str:
+    """The dtype kind of an array, or of a Python number."""
+    if hasattr(value, "dtype"):
+        return value.dtype.kind
+    return "b" if isinstance(value, bool) else "i" if isinstance(value, int) else "f"
+
+
+def _integer_power(base: Any, exponent: Any) -> Any:
+    """base ** exponent, refusing integers to negative integer powers in NumPy's words on every device, as
+    NumPy and PyTorch do (CuPy would compute them)."""
+    if _kind(base) in "iu" and _kind(exponent) in "iu" and bool((exponent < 0).any() if hasattr(exponent, "any")
+                                                                else exponent < 0):
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    return base ** exponent
+
+
 def _power(base: Any, exponent: Any) -> Any:
     """base ** exponent for a number exponent; cubes by multiplication (NumPy's pow is slow there)."""
     if exponent == 3 and base.dtype.kind == "f":
         cube = base * base
         cube *= base
         return cube
-    return base ** exponent
+    return _integer_power(base, exponent)
 
 
 class PowTensorScalar(Function):
@@ -188,7 +204,7 @@ class Pow(Function):
         if a.dtype != b.dtype:
             a, b = _promote("pow", a, b)
         try:
-            y = a ** b
+            y = _integer_power(a, b)
         except ValueError as error:
             raise _error("pow", error, a, b) from None
         self.save_for_backward(a, b, y if self.needs_input_grad[1] else None)
@@ -217,7 +233,7 @@ class PowScalarTensor(Function):
         base, b = _operands("pow", base, b)
         self.log_base = math.log(base) if base > 0 else (-math.inf if base == 0 else math.nan)
         try:
-            y = base ** b
+            y = _integer_power(base, b)
         except ValueError as error:
             raise _error("pow", error, base, b) from None
         self.save_for_backward(b if base == 0 else None, y)

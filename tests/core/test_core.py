@@ -138,3 +138,16 @@ def test_repr_of_fractions_uses_four_fixed_decimals_like_torch():
     assert repr(mq.tensor([-0.9051, 0.0, 0.25])) == "tensor([-0.9051,  0.0000,  0.2500])"
     assert repr(mq.tensor(3.5)) == "tensor(3.5000)"
     assert repr(mq.zeros(0)) == "tensor([])"
+
+
+def test_copy_takes_values_from_any_device(device):
+    """torch's copy_ copies across devices: a cpu tensor, a NumPy array or a list into a tensor on `device`."""
+    target = mq.zeros(3, device=device)
+    with mq.no_grad():
+        target.copy_(mq.tensor([1.0, 2.0, 3.0]))
+        np.testing.assert_array_equal(mq.backend.asnumpy(target.data), [1.0, 2.0, 3.0])
+        target.copy_(np.array([4.0, 5.0, 6.0], dtype=np.float32))
+        np.testing.assert_array_equal(mq.backend.asnumpy(target.data), [4.0, 5.0, 6.0])
+        target.copy_([7.0, 8.0, 9.0])
+        target.copy_(target[0:1] * 0 + 2.5)  # broadcast from the same device
+    assert target.device == mq.backend.parse_device(device) and target.tolist() == [2.5, 2.5, 2.5]

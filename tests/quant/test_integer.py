@@ -353,9 +353,10 @@ def test_integer_model_runs_on_the_device_of_its_qat_model(device):
     model = tiny_model().to(device)
     x = inputs()
     integer = convert(model)
-    assert integer[1].weight.device == device
+    expected = mq.backend.parse_device(device)  # "cuda" names the current GPU, "cuda:0"
+    assert integer[1].weight.device == expected
     out = integer(x.to(device))
-    assert out.device == device
+    assert out.device == expected
     np.testing.assert_array_equal(mq.backend.asnumpy(out.data), convert(tiny_model())(x).data)
 
 
