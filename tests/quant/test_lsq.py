@@ -37,7 +37,10 @@ def test_forward_matches_the_numpy_formula(device):
 def test_forward_with_offset_matches_the_numpy_formula(device):
     x = rng.standard_normal((5, 7)) * 3
     y = lsq(const(x, device), const([0.37], device), 0, 15, offset=const([-1.25], device))
-    np.testing.assert_array_equal(host(y), lsq_numpy(x, 0.37, 0, 15, -1.25))
+    if device == "cpu":
+        np.testing.assert_array_equal(host(y), lsq_numpy(x, 0.37, 0, 15, -1.25))
+    else:  # the CUDA compiler may fuse the multiply and the add of code·s + β into one FMA: one rounding fewer
+        np.testing.assert_array_max_ulp(host(y), lsq_numpy(x, 0.37, 0, 15, -1.25), maxulp=1)
 
 
 def test_outputs_lie_on_the_grid_with_at_most_qmax_minus_qmin_plus_one_levels():
