@@ -113,8 +113,13 @@ def test_sigmoid_saturates_without_overflow_warnings(device):
         warnings.simplefilter("error")
         y = mq.sigmoid(leaf(x, device))
         y.backward(const(np.ones(5, np.float32), device))
-    np.testing.assert_array_equal(host(y), sigmoid_reference(x.astype(np.float64)).astype(np.float32))
-    assert host(y)[0] == 0.0 and 0.0 < host(y)[1] < 1e-43 and host(y)[-1] == 1.0  # denormal, like torch
+    expected = sigmoid_reference(x.astype(np.float64)).astype(np.float32)
+    if device == "cpu":
+        assert 0.0 < expected[1] < 1e-43  # a float32 subnormal, as torch gives
+    else:  # CuPy compiles its kernels with -ftz=true: float32 subnormal results are flushed to zero (cupy#8382)
+        expected[np.abs(expected) < np.finfo(np.float32).tiny] = 0.0
+    np.testing.assert_array_equal(host(y), expected)
+    assert host(y)[0] == 0.0 and host(y)[-1] == 1.0
 
 
 def test_sigmoid_matches_the_reference_to_float_precision(device):
