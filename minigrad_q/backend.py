@@ -151,6 +151,65 @@ def elementwise_kernel(in_params: str, out_params: str, operation: str, name: st
     return _kernels[key]
 
 
+_C_TYPES = {"float32": "float", "float64": "double"}
+KERNEL_THREADS = 256  # threads per block of a raw kernel; its grid-stride loops take any number of blocks
+_MAX_BLOCKS = 65535
+
+
+def raw_kernel(source: str, name: str, dtype: Any) -> Any:
+    """The cupy.RawKernel `name` of `source` with ``T`` the C type of `dtype` (float32 or float64),
+    compiled once per (source, dtype) and cached (GPU only). The ops' and optimizers' CUDA sources
+    are built with it."""
+    c_type = _C_TYPES[numpy.dtype(dtype).name]
+    key = (source, name, c_type)
+    if key not in _kernels:
+        _kernels[key] = _cupy_module().RawKernel(f"typedef {c_type} T;\n{source}", name)
+    return _kernels[key]
+
+
+def kernel_arguments(args: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    """A raw kernel's arguments as their C types: arrays as pointers, ints (and bools) as ``long long``,
+    floats as ``T`` (`dtype`). The one place that says how a Python value reaches a kernel."""
+    scalar = numpy.dtype(dtype).type
+    return tuple(numpy.int64(a) if isinstance(a, (bool, int)) else scalar(a) if isinstance(a, float) else a
+                 for a in args)
+
+
+def launch(kernel: Any, items: int, *args: Any, dtype: Any) -> None:
+    """Run a raw kernel whose grid-stride loop covers `items` items, on the device of the first array argument."""
+    if items <= 0:
+        return
+    blocks = min(-(-items // KERNEL_THREADS), _MAX_BLOCKS)
+    device = next(a for a in args if is_array(a)).device
+    with device:
+        kernel((blocks,), (KERNEL_THREADS,), kernel_arguments(args, dtype))
+
+
+# Kernels that meet bad input they cannot refuse up front without a host sync (a class target out of
+# range) set a flag on the device; the error is raised at the next read of a result, as torch reports
+# its device-side asserts, but with a message that says what was wrong.
+_device_checks: dict[tuple[str, type, str], Any] = {}
+
+
+def device_check(device: str, error: type, message: str) -> Any:
+    """A one-element int32 flag on `device` for kernels to set to 1 when they meet the input that
+    `message` describes; ``raise_device_errors`` raises ``error(message)`` once it is set."""
+    key = (device, error, message)
+    flag = _device_checks.get(key)
+    if flag is None:
+        flag = _device_checks[key] = asarray(numpy.zeros(1, dtype=int32), device=device)
+    return flag
+
+
+def raise_device_errors() -> None:
+    """Raise (and clear) the error of the first flag a kernel set; one device read per flag. Called where
+    results are read anyway: Tensor.item(), .numpy(), .tolist() and the training loop's log reads."""
+    for (_, error, message), flag in _device_checks.items():
+        if int(flag[0]):
+            flag.fill(0)
+            raise error(message)
+
+
 def parse_device(device: Any) -> str:
     """Canonical device name: "cpu" or "cuda:N". Accepts None (cpu), "cuda", "cuda:1"."""
     if device is None:

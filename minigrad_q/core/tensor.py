@@ -156,15 +156,18 @@ class Tensor:
     def item(self) -> Any:
         if self.data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+        backend.raise_device_errors()
         return self.data.item()
 
     def numpy(self) -> Any:
         """A host (NumPy) array; refuses tensors that require grad, like torch."""
         if self._requires_grad:
             raise RuntimeError("numpy(): call .detach().numpy() on a tensor that requires grad")
+        backend.raise_device_errors()
         return backend.asnumpy(self.data)
 
     def tolist(self) -> Any:
+        backend.raise_device_errors()
         return backend.asnumpy(self.data).tolist()
 
     def __bool__(self) -> bool:

@@ -1,5 +1,5 @@
-"""conv2d's fused path: the steps of Conv2d's plain forward and backward (ops/conv.py), run over
-batch chunks on worker threads, with buffers reused from chunk to chunk.
+"""conv2d's fused CPU path: the steps of Conv2d's plain forward and backward (ops/conv.py), run over
+batch chunks on worker threads, with buffers reused from chunk to chunk (the GPU's: ops/_gpu.py).
 
 Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) here):
 
@@ -7,13 +7,13 @@ Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) 
     backward  db += Σ dY,  dW += X dYᵀ (X kept from forward or recomputed),  dX = col2im(Wᵀ dY)
 
 - ``ConvPlan``: the sizes, the batch chunks and their workers, and the choices below.
-- ``forward(fn, ...)`` / ``backward(fn, grad_output)``: what Conv2d calls when ``backend.fused_enabled()``.
+- ``forward(fn, ...)`` / ``backward(fn, grad_output)``: what Conv2d calls on the CPU when ``backend.fused_enabled()``.
 - ``Col2im``: kh·kw strided adds into a zeroed padded buffer (any stride).
 - ``WideCol2im``: stride 1, each add one contiguous 1-D run (dY spread on the padded grid).
 
 Choices (the tuning constants below; tests shrink them to reach every path):
 - chunks: equal batch chunks whose column matrices take at most CHUNK_BYTES (one image at least),
-  as many for each of the workers (THREADS, or the BLAS's thread count on CPU; one on CUDA);
+  as many for each of the workers (THREADS, or the BLAS's thread count);
 - X is kept from forward for dW while all chunks' matrices fit SAVE_COLUMNS_BYTES, else recomputed;
 - with PER_IMAGE_AREA output pixels or more, one GEMM per image writes Y in NCHW and reads dY in
   place; below, one GEMM per chunk and a reorder;
@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
 from ._windows import add_windows, output_size, sliding_windows
 from .workers import blas_threads, equal_chunks, run_in_workers
 
-CHUNK_BYTES = {"cpu": 1 << 21, "cuda": 1 << 28}  # column matrices of one batch chunk
-SAVE_COLUMNS_BYTES = {"cpu": 32 << 20, "cuda": 1 << 30}  # keep X for dW up to this size, else recompute it
+CHUNK_BYTES = 1 << 21  # column matrices of one batch chunk
+SAVE_COLUMNS_BYTES = 32 << 20  # keep X for dW up to this size, else recompute it
 WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
@@ -59,13 +58,12 @@ def forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pa
     if fn.unbatched:
         x = x[None]
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
-    plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.itemsize,
-                              "cpu" if backend.device_of(x) == "cpu" else "cuda", need_x)
+    plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.itemsize, need_x)
     w_matrix = xp.ascontiguousarray(
         weight.reshape(groups, plan.kg, plan.cg, plan.kh, plan.kw).transpose(0, 1, 3, 4, 2)
     ).reshape(groups, plan.kg, plan.rows)
     chunks = plan.chunks
-    keep = need_w and plan.column_bytes <= SAVE_COLUMNS_BYTES[plan.device]
+    keep = need_w and plan.column_bytes <= SAVE_COLUMNS_BYTES
     kept = xp.empty((len(chunks), groups, plan.rows, plan.ld), dtype=x.dtype) if keep else None
     out = xp.empty((plan.n, plan.k, plan.oh, plan.ow), dtype=x.dtype)
 
@@ -144,8 +142,7 @@ class ConvPlan:
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, int],
                  pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int, itemsize: int,
-                 device: str, need_x: bool) -> None:
-        self.device = device
+                 need_x: bool) -> None:
         self.n, self.c, self.h, self.w = x_shape
         self.k, self.cg, self.kh, self.kw = w_shape
         self.groups, self.kg = groups, self.k // groups
@@ -159,8 +156,8 @@ class ConvPlan:
         self.wide = need_x and stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
         columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
         image_bytes = max(1, groups * self.rows * columns * itemsize)
-        threads = 1 if device != "cpu" else max(1, THREADS if THREADS is not None else blas_threads())
-        self.chunks, self.workers = equal_chunks(self.n, CHUNK_BYTES[device] // image_bytes, threads)
+        threads = max(1, THREADS if THREADS is not None else blas_threads())
+        self.chunks, self.workers = equal_chunks(self.n, CHUNK_BYTES // image_bytes, threads)
         self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)
         self.column_bytes = len(self.chunks) * groups * self.rows * self.ld * itemsize

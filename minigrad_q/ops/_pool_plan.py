@@ -1,4 +1,4 @@
-"""max_pool2d's fused path: the steps of MaxPool2d's plain forward and backward (ops/pool.py), run
+"""max_pool2d's fused CPU path (the GPU's: ops/_gpu.py): the steps of MaxPool2d's plain forward and backward (ops/pool.py), run
 over chunks of the leading axis (images, or channels unbatched) on worker threads (CPU), in kh·kw
 passes over output-sized arrays instead of one stacked array of every window.
 
@@ -9,8 +9,8 @@ passes over output-sized arrays instead of one stacked array of every window.
               written when no two windows share an element (stride >= kernel), added otherwise;
               dx starts uninitialised where the windows tile the input, zeroed otherwise.
 
-The argmax is int8 (int32 past 128 offsets). Inputs under PARALLEL_MIN_BYTES, and CuPy arrays, are
-one chunk on the calling thread; larger ones go in chunks of at most CHUNK_BYTES, as many for each of
+The argmax is int8 (int32 past 128 offsets). Inputs under PARALLEL_MIN_BYTES are one chunk on the
+calling thread; larger ones go in chunks of at most CHUNK_BYTES, as many for each of
 the BLAS's thread count of workers. ``windows`` is pool.py's Windows: kernel offsets and their views.
 Why these sizes: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
 """
@@ -67,7 +67,7 @@ def backward(fn: Any, grad_output: Any, windows: Any, source_shape: tuple[int, .
 
 def _leading_chunks(xp: Any, source: Any) -> tuple[list[tuple[int, int]], int]:
     """Chunks of the leading axis (batch, or channels unbatched) and worker threads for a max pool."""
-    if xp is not backend.array_module("cpu") or source.shape[0] < 2 or source.nbytes < PARALLEL_MIN_BYTES:
+    if source.shape[0] < 2 or source.nbytes < PARALLEL_MIN_BYTES:
         return [(0, source.shape[0])], 1
     return equal_chunks(source.shape[0], CHUNK_BYTES // max(1, source[0].nbytes), blas_threads())
 

@@ -24,6 +24,7 @@ from ..core import Function, Tensor
 from ..core.validate import integer, pair
 from ..specs import Draw, register_spec
 from . import _conv_plan as fused
+from . import _gpu
 from ._windows import add_windows, output_size, sliding_windows
 
 __all__ = ["conv2d"]
@@ -35,13 +36,17 @@ class Conv2d(Function):
     forward   X = im2col(x),  Y = W X + b  (W = w.reshape(G, K/G, C/G·kh·kw); Y reordered to NCHW)
     backward  db = Σ dY,  dW = dY Xᵀ,  dX = col2im(Wᵀ dY)
     Only what backward needs is kept: X for dW, W for dX. While ``backend.fused_enabled()`` (the
-    default), ops/_conv_plan.py runs the same steps in batch chunks on worker threads."""
+    default), ops/_conv_plan.py runs the same steps in batch chunks on worker threads, and on a GPU
+    ops/_gpu.py runs each step as one kernel or GEMM."""
 
-    plan: fused.ConvPlan | None = None  # set when forward took the fused path
+    plan: fused.ConvPlan | None = None  # set when forward took the fused CPU path
+    gpu: tuple[int, ...] | None = None  # set when forward took the GPU path
 
     def forward(self, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pads: tuple[int, int, int, int],
                 dilation: tuple[int, int], groups: int) -> Any:
-        if backend.fused_enabled():
+        if _gpu.takes(x):
+            return _gpu.conv_forward(self, x, weight, bias, stride, pads, dilation, groups)
+        if backend.fused_enabled() and backend.device_of(x) == "cpu":
             return fused.forward(self, x, weight, bias, stride, pads, dilation, groups)
         need_x, need_w = self.needs_input_grad[:2]
         self.unbatched = x.ndim == 3
@@ -57,6 +62,8 @@ class Conv2d(Function):
         return y[0] if self.unbatched else y
 
     def backward(self, grad_output: Any) -> tuple[Any, Any, Any]:
+        if self.gpu is not None:
+            return _gpu.conv_backward(self, grad_output)
         if self.plan is not None:
             return fused.backward(self, grad_output)
         need_x, need_w, need_b = self.needs_input_grad[:3]

@@ -14,7 +14,7 @@ from typing import Any
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from . import _dims
+from . import _dims, _gpu
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss"]
 
@@ -60,13 +60,20 @@ class CrossEntropy(Function):
     """loss_m = -Σ_c q_c log p_c with p = softmax(x_m) (computed stably: log p = x - max - log Σ exp(x - max)),
     q = (1 - ε) onehot(t_m) + ε/C (label smoothing ε, torch's formula);  dx_m = (p - q) · dL/dloss_m.
 
-    Forward keeps p, the softmax, for the backward."""
+    Forward keeps p, the softmax, for the backward. On a GPU each direction is one kernel over the rows
+    (ops/_gpu.py), and a target out of range is reported at the next read of a result."""
+
+    gpu = False  # whether forward took the GPU path
 
     def forward(self, x: Any, target: Any, reduction: str, label_smoothing: float) -> Any:
         xp = self.xp
         self.input_shape, self.reduction, self.smoothing = x.shape, reduction, label_smoothing
         logits = _rows(x)
         targets = target.reshape(-1)
+        if _gpu.takes(x):
+            self.gpu = True
+            losses = _gpu.cross_entropy_forward(self, logits, targets, label_smoothing)
+            return _reduce(xp, losses, reduction).reshape(target.shape if reduction == "none" else ())
         count, classes = logits.shape
         shifted = logits - logits.max(axis=1, keepdims=True)
         probs = xp.exp(shifted)
@@ -87,6 +94,8 @@ class CrossEntropy(Function):
         probs, targets = self.saved
         count, classes = probs.shape
         weights = _weights(grad_output, self.reduction, count)
+        if self.gpu:
+            return _unrows(xp, _gpu.cross_entropy_backward(self, weights), self.input_shape)
         column = weights[:, None] if weights.ndim else weights
         grad = probs * column
         if self.smoothing:
@@ -140,7 +149,7 @@ def _check_class_targets(op: str, input: Any, target: Any, reduction: str) -> No
     if target.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device}, target on {target.device}")
     classes = input.shape[1 if input.ndim > 1 else 0]
-    if target.numel():
+    if target.numel() and not (op == "cross_entropy" and _gpu.takes(input.data)):  # there: checked by its kernel
         low, high = int(target.data.min()), int(target.data.max())
         if low < 0 or high >= classes:
             raise IndexError(

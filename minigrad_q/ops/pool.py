@@ -21,6 +21,7 @@ from .. import backend
 from ..core import Function, Tensor
 from ..core.validate import pair
 from ..specs import Draw, register_spec
+from . import _gpu
 from . import _pool_plan as fused
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
@@ -147,16 +148,19 @@ class MaxPool2d(Function):
         backward  dx_k += grad_output · [k = k*] for every k (views of dx: windows that overlap add up)
 
     While ``backend.fused_enabled()`` (the default), ops/_pool_plan.py runs the same steps in chunks
-    on worker threads, one offset at a time."""
+    on worker threads, one offset at a time, and on a GPU ops/_gpu.py runs each direction as one kernel."""
 
-    plan: Any = None  # (chunks, workers) when forward took the fused path
+    plan: Any = None  # (chunks, workers) when forward took the fused CPU path
+    gpu: tuple[int, ...] | None = None  # set when forward took the GPU path
 
     def forward(self, x: Any, windows: Windows) -> Any:
         xp = self.xp
         self.windows, self.input_shape = windows, x.shape
+        if _gpu.takes(x):
+            return _gpu.max_pool_forward(self, x, windows)
         source = _padded(xp, x, windows.padding, -float("inf"))
         self.source_shape = source.shape
-        if backend.fused_enabled():
+        if backend.fused_enabled() and backend.device_of(x) == "cpu":
             return fused.forward(self, source, windows)
         stacked = xp.stack([windows.view(source, i, j) for i, j in windows.offsets])  # x_k: (kh·kw, ..., OH, OW)
         self.save_for_backward(stacked.argmax(axis=0) if self.needs_input_grad[0] else None)  # k*: the first max
@@ -164,6 +168,8 @@ class MaxPool2d(Function):
 
     def backward(self, grad_output: Any) -> Any:
         xp, windows = self.xp, self.windows
+        if self.gpu is not None:
+            return _gpu.max_pool_backward(self, grad_output)
         if self.plan is not None:
             grad = fused.backward(self, grad_output, windows, self.source_shape)
         else:

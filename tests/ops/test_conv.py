@@ -153,8 +153,8 @@ PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's was
 
 def _force_path(monkeypatch, device, path):
     chunk, keep, waste, per_image = PATHS[path]
-    monkeypatch.setitem(conv_plan.CHUNK_BYTES, device.split(":")[0], chunk)
-    monkeypatch.setitem(conv_plan.SAVE_COLUMNS_BYTES, device.split(":")[0], keep)
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(conv_plan, "SAVE_COLUMNS_BYTES", keep)
     monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", waste)
     monkeypatch.setattr(conv_plan, "PER_IMAGE_AREA", per_image)
 
@@ -193,7 +193,7 @@ def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, fused_on, pat
 
 def test_worker_threads_give_reproducible_float32_results(monkeypatch, fused_on):
     monkeypatch.setattr(conv_plan, "THREADS", 2)
-    monkeypatch.setitem(conv_plan.CHUNK_BYTES, "cpu", 1)  # one image per chunk: 6 chunks over 2 workers
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", 1)  # one image per chunk: 6 chunks over 2 workers
     arrays = [rng.standard_normal(s).astype(np.float32) for s in [(6, 3, 9, 9), (4, 3, 3, 3), (4,)]]
     g = mq.tensor(rng.standard_normal((6, 4, 9, 9)).astype(np.float32))
     runs = []
@@ -208,7 +208,7 @@ def test_worker_threads_give_reproducible_float32_results(monkeypatch, fused_on)
 
 
 def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch, fused_on):
-    monkeypatch.setitem(conv_plan.CHUNK_BYTES, "cpu", 1)
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", 100.0)
     x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 2, 2, 3))
     xt, wt = leaf(x), leaf(w)

@@ -15,12 +15,16 @@ from minigrad_q.ops import _pool_plan as pool_plan
 rng = np.random.default_rng(0)
 
 
+@pytest.fixture
+def device():
+    """The planning modules are the CPU's fused paths (the GPU's: tests/ops/test_gpu_path.py)."""
+    return "cpu"
+
+
 def _two_workers(monkeypatch, device):
-    """Two worker threads whatever the BLAS's thread count; on CUDA (one worker), CPU-sized chunks."""
+    """Two worker threads whatever the BLAS's thread count."""
     monkeypatch.setattr(conv_plan, "THREADS", 2)
     monkeypatch.setattr(pool_plan, "blas_threads", lambda: 2)
-    if device != "cpu":
-        monkeypatch.setitem(conv_plan.CHUNK_BYTES, "cuda", conv_plan.CHUNK_BYTES["cpu"])
 
 
 def _run(fused, op, arrays, requires_grad, g, device):
@@ -68,7 +72,7 @@ def _conv_case(name, dtype):
 def test_conv2d_fused_equals_plain(device, monkeypatch, name, keep):
     _two_workers(monkeypatch, device)
     if keep == "recomputed columns":
-        monkeypatch.setitem(conv_plan.SAVE_COLUMNS_BYTES, device.split(":")[0], 0)
+        monkeypatch.setattr(conv_plan, "SAVE_COLUMNS_BYTES", 0)
     arrays, options = _conv_case(name, np.float64)
     _check_conv(device, arrays, options, [True, True, True], expect_kept=keep == "kept columns")
 
@@ -100,7 +104,7 @@ def _check_conv(device, arrays, options, requires_grad, expect_kept=None):
     plain_y, plain_fn, _, plain_grads = _run(False, op, arrays, requires_grad, g, device)
     plan = fused_fn.plan
     assert plain_fn.plan is None and plan is not None
-    assert len(plan.chunks) >= 3 and plan.workers == (2 if device == "cpu" else 1)
+    assert len(plan.chunks) >= 3 and plan.workers == 2
     if expect_kept is not None:
         assert (fused_saved[2] is not None) == expect_kept
     _assert_close(fused_y, plain_y)
@@ -150,8 +154,7 @@ def test_max_pool2d_fused_equals_plain(device, monkeypatch, name, dtype):
     plain_y, plain_fn, _, (plain_grad,) = _run(False, op, [x], [True], g, device)
     assert plain_fn.plan is None and fused_fn.plan is not None
     chunks, workers = fused_fn.plan
-    if device == "cpu":
-        assert len(chunks) >= 2 and workers == 2
+    assert len(chunks) >= 2 and workers == 2
     assert fused_y.dtype == plain_y.dtype == fused_grad.dtype == plain_grad.dtype == dtype
     np.testing.assert_array_equal(fused_y, plain_y)
     np.testing.assert_array_equal(fused_grad, plain_grad)

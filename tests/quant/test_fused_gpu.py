@@ -2,14 +2,11 @@
 NVRTC for float and double (on any machine where an NVRTC library is found: the nvidia-cuda-nvrtc wheel,
 the system's libnvrtc, or CUDA_PATH; no GPU needed). tests/quant/test_fused.py runs the kernels on a GPU."""
 
-import ctypes
-import ctypes.util
-import glob
-import os
 import re
 from pathlib import Path
 
 import pytest
+from cuda_source import assert_compiles_with_nvrtc
 
 from minigrad_q.quant import _fused_gpu
 
@@ -58,50 +55,7 @@ def test_rendered_sources_name_every_parameter():
     assert _fused_gpu.FAKE_QUANT_MASK[2] in source
 
 
-def nvrtc_library():
-    candidates = []
-    try:
-        import nvidia.cuda_nvrtc
-
-        for root in nvidia.cuda_nvrtc.__path__:
-            candidates += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so*")))
-    except ImportError:
-        pass
-    candidates.append(ctypes.util.find_library("nvrtc"))
-    if os.environ.get("CUDA_PATH"):
-        candidates += sorted(glob.glob(os.path.join(os.environ["CUDA_PATH"], "lib64", "libnvrtc.so*")))
-    for candidate in filter(None, candidates):
-        if "builtins" in candidate or ".alt." in candidate:
-            continue
-        try:
-            return ctypes.CDLL(candidate)
-        except OSError:
-            continue
-    return None
-
-
-def nvrtc_compile(library, source, name):
-    """NVRTC's result code and log for `source`."""
-    program = ctypes.c_void_p()
-    result = library.nvrtcCreateProgram(ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None)
-    assert result == 0, f"nvrtcCreateProgram: {result}"
-    try:
-        result = library.nvrtcCompileProgram(program, 0, None)
-        size = ctypes.c_size_t()
-        library.nvrtcGetProgramLogSize(program, ctypes.byref(size))
-        log = ctypes.create_string_buffer(size.value)
-        library.nvrtcGetProgramLog(program, log)
-        return result, log.value.decode(errors="replace")
-    finally:
-        library.nvrtcDestroyProgram(ctypes.byref(program))
-
-
 @pytest.mark.parametrize("float_type", ["float", "double"])
 @pytest.mark.parametrize("kernel", _fused_gpu.KERNELS, ids=[kernel[3] for kernel in _fused_gpu.KERNELS])
 def test_every_kernel_compiles_with_nvrtc(kernel, float_type):
-    library = nvrtc_library()
-    if library is None:
-        pytest.skip("no NVRTC library here (pip install nvidia-cuda-nvrtc-cu12, or CUDA)")
-    result, log = nvrtc_compile(library, cuda_source(kernel, float_type), kernel[3])
-    assert result == 0, f"{kernel[3]} ({float_type}) does not compile:\n{log}"
-    assert "warning" not in log.lower(), log
+    assert_compiles_with_nvrtc(cuda_source(kernel, float_type), f"{kernel[3]} ({float_type})")
