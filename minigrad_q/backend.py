@@ -210,6 +210,13 @@ def raise_device_errors() -> None:
             raise error(message)
 
 
+def free_memory(device: str) -> int:
+    """Bytes of memory free on a GPU device (what cudaMemGetInfo reports)."""
+    cupy = _cupy_module()
+    with cupy.cuda.Device(int(device[5:])):
+        return int(cupy.cuda.runtime.memGetInfo()[0])
+
+
 def parse_device(device: Any) -> str:
     """Canonical device name: "cpu" or "cuda:N". Accepts None (cpu), "cuda", "cuda:1"."""
     if device is None:

@@ -10,9 +10,11 @@ schedule and label smoothing 0.2: ``minigrad-q train`` with no arguments
 reaches 98.6% test accuracy (seed 0; over seeds 0-39: 97.2-99.7%, mean
 98.3%) in about 3 seconds on two CPU cores.
 
-Inside a training step nothing moves between host and device except the batch
-itself: the running loss and accuracy are summed on the device and read when
-the bar refreshes (every ``log_every`` steps) and at the end of the epoch.
+Inside a training step nothing moves between host and device: on a GPU the
+datasets live on the device when they fit (each batch is gathered there), the
+running loss and accuracy are summed on the device, and the host reads them
+every ``log_every`` steps, which is when divergence (a NaN or inf loss) and bad
+input found by a kernel (a class target out of range) are reported.
 
 Reproducibility: ``seed`` seeds the generators (``mq.manual_seed``) before the
 model is built, and the order of epoch ``e`` depends on (``seed``, ``e``)
@@ -205,6 +207,17 @@ def _datasets(config: TrainConfig) -> tuple[Any, Any]:
     return train_set, test_set
 
 
+DEVICE_DATA_SHARE = 0.5  # datasets taking at most this share of a GPU's free memory are moved there whole
+
+
+def _datasets_on(device: str, *datasets: Any) -> tuple[Any, ...]:
+    """The datasets on a GPU `device` when together they fit in DEVICE_DATA_SHARE of its free memory, so
+    that each batch is gathered there (no host-to-device copy per batch); else as they are."""
+    if device == "cpu" or sum(dataset.nbytes for dataset in datasets) > DEVICE_DATA_SHARE * backend.free_memory(device):
+        return datasets
+    return tuple(dataset.to(device) for dataset in datasets)
+
+
 def _model_options(test_set: Any) -> dict[str, Any]:
     channels, height, width = test_set.shape
     if height != width:
@@ -307,13 +320,14 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
                     if parameter.grad is not None:
                         norm = xp.linalg.norm(parameter.grad.data.reshape(-1))
                         norm_sums[name] = norm_sums[name] + norm if name in norm_sums else norm
-            if not bar.disable and (step % log_every == 0 or step == len(loader)):
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.2%}",
-                                img_s=f"{seen / elapsed:.0f}", refresh=False)
+                backend.raise_device_errors()
+                if not backend.is_finite_all(loss_sum):
+                    raise _diverged(description, step)
+                if not bar.disable:
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.2%}",
+                                    img_s=f"{seen / elapsed:.0f}", refresh=False)
     seconds = time.perf_counter() - start
-    if seen and not backend.is_finite_all(loss_sum):
-        raise _diverged(description, len(loader))
     return {
         "loss": float(loss_sum) / max(seen, 1) if seen else float("nan"),
         "accuracy": float(correct) / seen if seen else float("nan"),
@@ -338,6 +352,7 @@ def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
             loss_sum = loss if loss_sum is None else loss_sum + loss
             correct = hits if correct is None else correct + hits
             seen += labels.shape[0]
+    backend.raise_device_errors()
     if not seen:
         return {"loss": float("nan"), "accuracy": float("nan"), "correct": 0, "images": 0}
     return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "correct": int(correct), "images": seen}
@@ -469,7 +484,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
         device = backend.parse_device(config.device)
     except backend.DeviceError as error:
         raise ConfigError(str(error)) from None
-    train_set, test_set = _datasets(config)
+    train_set, test_set = _datasets_on(device, *_datasets(config))
     options = _model_options(test_set)
 
     backend.manual_seed(config.seed)

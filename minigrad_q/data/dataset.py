@@ -116,6 +116,20 @@ class ImageDataset(TensorDataset):
         channels, height, width = self.images.shape[1:]
         return channels, height, width
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.images.nbytes + self.labels.nbytes)
+
+    def to(self, device: str) -> ImageDataset:
+        """The same dataset with its arrays on `device` (itself if they are there already): a DataLoader then
+        gathers each batch there, with no copy from the host per batch."""
+        device = backend.parse_device(device)
+        if backend.device_of(self.images) == device:
+            return self
+        return ImageDataset(backend.to_device(self.images, device), backend.to_device(self.labels, device),
+                            name=self.name, split=self.split, num_classes=self.num_classes, mean=self.mean,
+                            std=self.std, classes=self.classes)
+
     def __repr__(self) -> str:
         return (
             f"ImageDataset(name={self.name!r}, split={self.split!r}, {len(self)} images of shape {self.shape}, "

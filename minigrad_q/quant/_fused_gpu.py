@@ -82,7 +82,10 @@ def _kernel(source: tuple[str, str, str, str]) -> Any:
 
 
 def _on_device(xp: Any, value: Any, x: Any, axis: int | None, dtype: Any = None) -> Any:
-    """A scale / zero point / constant as an array of x's dtype (or `dtype`) that broadcasts against x."""
+    """A scale / zero point / constant that broadcasts against x: a Python number as it is (the kernel
+    takes it as an argument of its type: no copy to the device), an array as one of x's dtype (or `dtype`)."""
+    if isinstance(value, (int, float)):
+        return value
     return expand(xp.asarray(value, dtype=x.dtype if dtype is None else dtype), x.ndim, axis)
 
 
@@ -141,7 +144,7 @@ def dsq_backward(fn: Any, grad_output: Any) -> tuple[Any, Any, None, Any]:
 def _lsq_args(fn: Any, x: Any, step: Any, offset: Any) -> list[Any]:
     xp = fn.xp
     return [_on_device(xp, step, x, fn.axis), _on_device(xp, 0 if offset is None else offset, x, fn.axis),
-            xp.asarray(fn.qmin, dtype=x.dtype), xp.asarray(fn.qmax, dtype=x.dtype)]
+            fn.qmin, fn.qmax]
 
 
 def lsq_forward(fn: Any, x: Any, step: Any, offset: Any) -> Any:

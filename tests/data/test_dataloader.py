@@ -222,3 +222,18 @@ def test_image_dataset_checks_its_arrays():
     toy = ImageDataset(IMAGES, LABELS, name="toy", split="train", num_classes=4)
     assert repr(toy) == "ImageDataset(name='toy', split='train', 10 images of shape (1, 2, 3), 4 classes)"
     assert repr(DataLoader(toy, 4)).startswith("DataLoader(ImageDataset of 10, batch_size=4")
+
+
+def test_an_image_dataset_moved_to_a_device_serves_the_same_batches_from_there(device):
+    images = ImageDataset(IMAGES, LABELS, name="tiny", split="train", num_classes=4)
+    moved = images.to(device)
+    assert (moved is images) == (device == "cpu")
+    assert mq.backend.device_of(moved.images).startswith(device) and mq.backend.device_of(moved.labels).startswith(device)
+    described = (moved.name, moved.split, moved.num_classes, moved.shape, moved.nbytes)
+    assert described == ("tiny", "train", 4, (1, 2, 3), images.nbytes)
+    here = DataLoader(moved, batch_size=4, shuffle=True, seed=3, device=device)
+    there = DataLoader(images, batch_size=4, shuffle=True, seed=3, device=device)
+    for (a_images, a_labels), (b_images, b_labels) in zip(here, there, strict=True):
+        assert a_images.device == b_images.device and a_images.device.startswith(device)
+        np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
+        np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
