@@ -1,5 +1,5 @@
 """Every CUDA source of the ops package: the kernels of ops/_gpu.py, the GPU twins of the plain steps
-of conv2d, max_pool2d, cross_entropy and relu.
+of conv2d, max_pool2d, cross_entropy, relu, sigmoid and tanh.
 
 Each source is one ``extern "C" __global__`` function over ``T`` (float or double, typedef'd by
 backend.raw_kernel). Each thread takes items in a grid-stride loop (``MQ_FOR_EACH``), so any grid
@@ -193,6 +193,29 @@ extern "C" __global__ void minigrad_q_relu_backward(const T* grad_output, const 
 }
 """
 
+# sigmoid: y = e / (1 + e) with e = exp(min(x, 40)) (NaN stays NaN);  dx = (1 − y)·y·grad_output.
+SIGMOID_FORWARD = PRELUDE + """
+extern "C" __global__ void minigrad_q_sigmoid_forward(const T* x, T* y, long long items) {
+  MQ_FOR_EACH(item, items) {
+    const T e = exp(x[item] > (T)40 ? (T)40 : x[item]);
+    y[item] = e / (e + (T)1);
+  }
+}
+"""
+
+SIGMOID_BACKWARD = PRELUDE + """
+extern "C" __global__ void minigrad_q_sigmoid_backward(const T* grad_output, const T* y, T* dx, long long items) {
+  MQ_FOR_EACH(item, items) dx[item] = ((T)1 - y[item]) * y[item] * grad_output[item];
+}
+"""
+
+# tanh's backward: dx = (1 − y²)·grad_output.
+TANH_BACKWARD = PRELUDE + """
+extern "C" __global__ void minigrad_q_tanh_backward(const T* grad_output, const T* y, T* dx, long long items) {
+  MQ_FOR_EACH(item, items) dx[item] = ((T)1 - y[item] * y[item]) * grad_output[item];
+}
+"""
+
 KERNELS = {
     "minigrad_q_im2col": IM2COL,
     "minigrad_q_col2im": COL2IM,
@@ -203,4 +226,7 @@ KERNELS = {
     "minigrad_q_cross_entropy_forward": CROSS_ENTROPY_FORWARD,
     "minigrad_q_cross_entropy_backward": CROSS_ENTROPY_BACKWARD,
     "minigrad_q_relu_backward": RELU_BACKWARD,
+    "minigrad_q_sigmoid_forward": SIGMOID_FORWARD,
+    "minigrad_q_sigmoid_backward": SIGMOID_BACKWARD,
+    "minigrad_q_tanh_backward": TANH_BACKWARD,
 }  # name -> source: every kernel, for ops/_gpu.py and the NVRTC compile test

@@ -1,4 +1,4 @@
-"""The GPU paths of conv2d, max_pool2d, cross_entropy and relu: the steps of their plain forward and
+"""The GPU paths of conv2d, max_pool2d, cross_entropy, relu, sigmoid and tanh: the steps of their plain forward and
 backward (ops/conv.py, pool.py, loss.py, unary.py), each step one raw kernel of ops/_cuda.py or one
 GEMM, so that an op costs a few launches instead of one per kernel offset or per NumPy-style step.
 
@@ -7,6 +7,7 @@ GEMM, so that an op costs a few launches instead of one per kernel offset or per
     max_pool2d        forward: the max and its index per window;  backward: a gather    1 + 1
     cross_entropy     forward: one thread per row (loss and probabilities);  backward   1 + 1
     relu backward     dx = grad_output · [y > 0]                                        1
+    sigmoid, tanh     each direction of sigmoid, and tanh's backward                    1 each
 
 An op takes this path while ``takes(x)``: fused kernels on (backend.fused_enabled()) and x a float32 or
 float64 CuPy array. The code is array-module generic: tests/ops/test_cuda_kernels.py runs it on NumPy
@@ -150,11 +151,11 @@ def cross_entropy_backward(fn: Any, weights: Any) -> Any:
     return grad
 
 
-# ---------------------------------------------------------------- relu
-def relu_backward(fn: Any, grad_output: Any, y: Any) -> Any:
+# ---------------------------------------------------------------- elementwise
+def elementwise(fn: Any, name: str, *arrays: Any) -> Any:
+    """A new array from the kernel `name` over same-shaped arrays (its inputs, in order, then the output)."""
     xp = fn.xp
-    grad_output = xp.ascontiguousarray(grad_output)
-    grad = xp.empty_like(grad_output)
-    run_kernel("minigrad_q_relu_backward", grad.size, grad_output, xp.ascontiguousarray(y), grad, grad.size,
-               dtype=grad.dtype)
-    return grad
+    arrays = tuple(xp.ascontiguousarray(array) for array in arrays)
+    out = xp.empty_like(arrays[0])
+    run_kernel(name, out.size, *arrays, out, out.size, dtype=out.dtype)
+    return out

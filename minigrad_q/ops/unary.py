@@ -111,7 +111,7 @@ class Cos(Function):
 
 
 class Tanh(Function):
-    """y = tanh(x);  dy/dx = 1 - y²."""
+    """y = tanh(x);  dy/dx = 1 - y². On a GPU the backward is one kernel (ops/_gpu.py)."""
 
     def forward(self, x: Any) -> Any:
         y = self.xp.tanh(_floating(x))
@@ -120,6 +120,8 @@ class Tanh(Function):
 
     def backward(self, grad_output: Any) -> Any:
         (y,) = self.saved
+        if _gpu.takes(grad_output):
+            return _gpu.elementwise(self, "minigrad_q_tanh_backward", grad_output, y)
         gx = y * y
         gx = self.xp.subtract(1, gx, out=_reuse(gx))
         gx *= grad_output
@@ -130,11 +132,15 @@ class Sigmoid(Function):
     """y = 1/(1 + exp(-x)) = e/(1 + e) with e = exp(x);  dy/dx = y(1 - y).
 
     e/(1 + e) keeps full relative precision for very negative x; x is capped at 40 (11 in float16),
-    where y already rounds to 1, so exp never overflows.
+    where y already rounds to 1, so exp never overflows. On a GPU each direction is one kernel (ops/_gpu.py).
     """
 
     def forward(self, x: Any) -> Any:
         x = _floating(x)
+        if _gpu.takes(x):
+            y = _gpu.elementwise(self, "minigrad_q_sigmoid_forward", x)
+            self.save_for_backward(y)
+            return y
         e = x.clip(-math.inf, 11.0 if x.dtype.itemsize == 2 else 40.0)
         e = self.xp.exp(e, out=_reuse(e))
         y = e + 1
@@ -144,6 +150,8 @@ class Sigmoid(Function):
 
     def backward(self, grad_output: Any) -> Any:
         (y,) = self.saved
+        if _gpu.takes(grad_output):
+            return _gpu.elementwise(self, "minigrad_q_sigmoid_backward", grad_output, y)
         gx = self.xp.subtract(1, y)
         gx *= y
         gx *= grad_output
@@ -162,7 +170,7 @@ class Relu(Function):
 
     def backward(self, grad_output: Any) -> Any:
         if _gpu.takes(grad_output):
-            return _gpu.relu_backward(self, grad_output, self.saved[0])
+            return _gpu.elementwise(self, "minigrad_q_relu_backward", grad_output, self.saved[0])
         gx = (self.saved[0] > 0).astype(grad_output.dtype)
         gx *= grad_output
         return gx

@@ -20,7 +20,7 @@ from minigrad_q.ops import _cuda, _gpu
 from minigrad_q.ops.conv import Conv2d
 from minigrad_q.ops.loss import CrossEntropy
 from minigrad_q.ops.pool import MaxPool2d
-from minigrad_q.ops.unary import Relu
+from minigrad_q.ops.unary import Relu, Sigmoid, Tanh
 from minigrad_q.specs import spec_for
 from minigrad_q.testing import RandomDraw, check_spec
 
@@ -86,7 +86,8 @@ def _assert_close(gpu, plain):
     """float64: to 1e-12 of the array's largest value (sums in other orders, GEMMs of other shapes); float32: 1e-5."""
     tolerance = 1e-12 if plain.dtype == np.float64 else 1e-5
     assert gpu.dtype == plain.dtype and gpu.shape == plain.shape
-    np.testing.assert_allclose(gpu, plain, rtol=tolerance, atol=tolerance * max(np.abs(plain).max(initial=0), 1e-30))
+    largest = np.abs(plain[np.isfinite(plain)]).max(initial=0)
+    np.testing.assert_allclose(gpu, plain, rtol=tolerance, atol=tolerance * max(largest, 1e-30))
 
 
 def _compare(device, op, arrays, requires_grad, kernels, exact=False):
@@ -234,8 +235,19 @@ def test_relu_gpu_path_equals_plain(device, dtype):
     _compare(device, mq.relu, [x.astype(dtype)], [True], ["minigrad_q_relu_backward"], exact=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("op, kernels", [(mq.sigmoid, ["minigrad_q_sigmoid_forward", "minigrad_q_sigmoid_backward"]),
+                                         (mq.tanh, ["minigrad_q_tanh_backward"])], ids=["sigmoid", "tanh"])
+def test_sigmoid_and_tanh_gpu_paths_equal_plain(device, op, kernels, dtype):
+    """Exactly for tanh on the host. A GPU may contract a·b + c into one rounding (FMA), and the kernel's
+    exp (CUDA's, or the C library's on the host) is not NumPy's own: there, to _assert_close's tolerance."""
+    x = np.concatenate([rng.standard_normal(20) * 4, [-100.0, -30.0, 0.0, 39.0, 41.0, 100.0, np.nan, np.inf, -np.inf]])
+    exact = device == "cpu" and op is mq.tanh
+    _compare(device, op, [x.astype(dtype)], [True], kernels, exact=exact)
+
+
 # ---------------------------------------------------------------- finite differences
-@pytest.mark.parametrize("function", [Conv2d, MaxPool2d, CrossEntropy, Relu], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("function", [Conv2d, MaxPool2d, CrossEntropy, Relu, Sigmoid, Tanh], ids=lambda f: f.__name__)
 def test_gpu_path_gradients_match_finite_differences(device, function):
     """Each op's gradient spec (float64, small drawn cases) through the GPU path."""
     with mq.backend.use_fused(True):
