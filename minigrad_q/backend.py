@@ -252,7 +252,7 @@ def device_and_dtype(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 def device_of(array: Any) -> str:
-    if isinstance(array, ndarray):
+    if isinstance(array, (ndarray, numpy.generic)):
         return "cpu"
     return f"cuda:{array.device.id}"
 

@@ -12,6 +12,11 @@ first and second moment estimates (zero at the start):
 State per parameter: ``"step"`` (an int), ``"exp_avg"`` (m), ``"exp_avg_sq"`` (v).
 Each update allocates one temporary the size of the parameter (two with Adam's
 L2 weight decay) and otherwise works in place.
+
+`_update` is this rule for one parameter in NumPy/CuPy array code; on a GPU
+`_update_fused`, its multi-tensor twin, updates a whole group with one kernel
+launch per 8 parameters and no temporaries (optim/_gpu.py, kernel in
+optim/_cuda.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from .. import backend
 from ..core import Tensor
+from . import _gpu
 from .optimizer import Optimizer, ParamGroup
 
 __all__ = ["Adam", "AdamW"]
@@ -90,6 +96,9 @@ class Adam(Optimizer):
         xp.divide(exp_avg, scratch, out=scratch)
         scratch *= step_size
         param -= scratch
+
+    def _update_fused(self, params: list[Any], grads: list[Any], states: list[dict[str, Any]], group: ParamGroup) -> None:
+        _gpu.adam(params, grads, states, group, decoupled=self.decoupled_weight_decay)
 
 
 class AdamW(Adam):

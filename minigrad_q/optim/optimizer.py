@@ -6,6 +6,13 @@ a parameter is never re-bound, so modules and other optimizers keep seeing
 the same Tensor). `step()` runs the updates under no_grad and skips
 parameters whose ``grad`` is None.
 
+Plain first, fused second: `_update` is the update rule as written, one
+parameter at a time. A subclass may also supply `_update_fused(params, grads,
+states, group)`, its multi-tensor twin for a whole group on a GPU
+(optim/_gpu.py: one kernel launch per 8 parameters); `step()` takes it for a
+group whose arrays ``_gpu.takes``, and the per-parameter `_update` otherwise.
+Both keep the same state, so either may follow the other.
+
 `state_dict()` has torch's layout, with parameters replaced by their index in
 group order::
 
@@ -24,6 +31,7 @@ from typing import Any
 
 from .. import backend
 from ..core import Tensor, enable_grad, no_grad
+from . import _gpu
 
 ParamGroup = dict[str, Any]
 
@@ -110,6 +118,7 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             for group in self.param_groups:
+                params, grads, states = [], [], []
                 for param in group["params"]:
                     grad = param.grad
                     if grad is None:
@@ -121,12 +130,30 @@ class Optimizer:
                     state = self.state.get(param)
                     if state is None:
                         state = self.state[param] = {}
-                    self._update(param.data, grad.data, state, group)
+                    params.append(param.data)
+                    grads.append(grad.data)
+                    states.append(state)
+                if self._has_fused_twin() and _gpu.takes(params + grads):
+                    self._update_fused(params, grads, states, group)
+                else:
+                    for param, grad, state in zip(params, grads, states):
+                        self._update(param, grad, state, group)
         return loss
 
     def _update(self, param: Any, grad: Any, state: dict[str, Any], group: ParamGroup) -> None:
         """Change the array `param` in place from `grad`, this parameter's `state` and the group's options."""
         raise NotImplementedError
+
+    def _update_fused(self, params: list[Any], grads: list[Any], states: list[dict[str, Any]], group: ParamGroup) -> None:
+        """`_update` of each (param, grad, state), all at once on a GPU (optim/_gpu.py), the same math."""
+        raise NotImplementedError
+
+    def _has_fused_twin(self) -> bool:
+        """Whether one class defines both the `_update` in use and an `_update_fused`: a subclass that
+        overrides `_update` alone keeps its own rule, one parameter at a time."""
+        mro = type(self).__mro__
+        owner = {name: next(cls for cls in mro if name in cls.__dict__) for name in ("_update", "_update_fused")}
+        return owner["_update"] is owner["_update_fused"] is not Optimizer
 
     # ------------------------------------------------------------ state
     def _indexed_params(self) -> list[Tensor]:

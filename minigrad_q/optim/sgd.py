@@ -12,6 +12,10 @@ This is PyTorch's formulation (the learning rate multiplies the buffer, not
 each gradient as in Sutskever et al.), so runs agree step for step. The
 momentum buffer is the only state, stored as ``"momentum_buffer"`` and only
 when momentum ≠ 0.
+
+`_update` is this rule for one parameter in NumPy/CuPy array code; on a GPU
+`_update_fused`, its multi-tensor twin, updates a whole group with one kernel
+launch per 8 parameters (optim/_gpu.py, kernel in optim/_cuda.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from .. import backend
 from ..core import Tensor
+from . import _gpu
 from .optimizer import Optimizer, ParamGroup
 
 __all__ = ["SGD"]
@@ -86,6 +91,9 @@ class SGD(Optimizer):
             param -= direction
         else:
             param -= xp.multiply(direction, group["lr"])
+
+    def _update_fused(self, params: list[Any], grads: list[Any], states: list[dict[str, Any]], group: ParamGroup) -> None:
+        _gpu.sgd(params, grads, states, group)
 
 
 def _plus_scaled(xp: Any, base: Any, other: Any, scale: float) -> Any:
