@@ -38,6 +38,8 @@ grep -E "^[0-9]+ ops, " "$LOG" | tail -1
 step "bench --device $DEVICE" 180 "${MQ[@]}" bench --device "$DEVICE" --overhead --conv --lenet --toycnn --quant \
   --repeat "$BENCH_REPEAT" --markdown "$PAGE"
 grep -E "^(tiny|1M|N64|N128|lenet5|toycnn|fake_quant|dsq|quant_noise|lsq|pact) " "$LOG" | tail -12
+step "bench --device $DEVICE --profile" 60 "${MQ[@]}" bench --device "$DEVICE" --profile
+tail -14 "$LOG"
 step "train --device $DEVICE" 60 "${MQ[@]}" train --device "$DEVICE" --no-progress
 grep -E "^done: " "$LOG" | tail -1
 step "train --device $DEVICE --quant dsq --convert" 90 "${MQ[@]}" train --device "$DEVICE" --quant dsq --wbits 4 --abits 4 \

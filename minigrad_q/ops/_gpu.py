@@ -36,6 +36,11 @@ def run_kernel(name: str, items: int, *args: Any, dtype: Any) -> None:
 
 
 # ---------------------------------------------------------------- conv2d
+def _gemm(xp: Any, a: Any, b: Any) -> Any:
+    """a @ b for stacks of G matrices; with G = 1 one 2-D GEMM, which takes transposed operands in place."""
+    return (a[0] @ b[0])[None] if a.shape[0] == 1 else xp.matmul(a, b)
+
+
 def conv_forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pads: tuple[int, int, int, int],
                  dilation: tuple[int, int], groups: int) -> Any:
     """Conv2d's forward; saves (X or None, W or None) and the geometry in ``fn.gpu``."""
@@ -51,7 +56,7 @@ def conv_forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int
     columns = xp.empty((groups, c // groups * kh * kw, n * oh * ow), dtype=dtype)  # X
     run_kernel("minigrad_q_im2col", columns.size, x, columns, *geometry, dtype=dtype)
     w_matrix = xp.ascontiguousarray(weight).reshape(groups, k // groups, columns.shape[1])  # W
-    product = xp.matmul(w_matrix, columns)  # P = W X: (G, K/G, N·OH·OW)
+    product = _gemm(xp, w_matrix, columns)  # P = W X: (G, K/G, N·OH·OW)
     y = xp.empty((n, k, oh, ow), dtype=dtype)
     bias_or_any = product if bias is None else xp.ascontiguousarray(bias)
     run_kernel("minigrad_q_to_nchw", y.size, product, bias_or_any, y, n, k, oh * ow, bias is not None, dtype=dtype)
@@ -70,10 +75,10 @@ def conv_backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
     dy = xp.empty((groups, k // groups, n * oh * ow), dtype=dtype)  # dY
     run_kernel("minigrad_q_to_matrix", dy.size, grad_y, dy, n, k, oh * ow, dtype=dtype)
     grad_b = dy.reshape(k, -1).sum(axis=1) if need_b else None  # db = Σ dY
-    grad_w = xp.matmul(dy, columns.transpose(0, 2, 1)).reshape(fn.w_shape) if need_w else None  # dW = dY Xᵀ
+    grad_w = _gemm(xp, dy, columns.transpose(0, 2, 1)).reshape(fn.w_shape) if need_w else None  # dW = dY Xᵀ
     grad_x = None
     if need_x:
-        d_columns = xp.matmul(w_matrix.transpose(0, 2, 1), dy)  # Wᵀ dY
+        d_columns = _gemm(xp, w_matrix.transpose(0, 2, 1), dy)  # Wᵀ dY
         grad_x = xp.empty((n, c, h, w), dtype=dtype)
         run_kernel("minigrad_q_col2im", grad_x.size, d_columns, grad_x, *fn.gpu, dtype=dtype)
         if fn.unbatched:
