@@ -210,6 +210,21 @@ def raise_device_errors() -> None:
             raise error(message)
 
 
+def nccl() -> Any:
+    """CuPy's NCCL bindings (cupy.cuda.nccl) where CuPy has NCCL, else None: how minigrad_q.distributed
+    carries CuPy arrays between GPUs."""
+    try:
+        module = importlib.import_module("cupy.cuda.nccl")
+    except ImportError:
+        return None
+    return module if getattr(module, "available", False) else None
+
+
+def current_stream(device: str) -> int:
+    """The handle of the current CUDA stream (for NCCL calls, which take it explicitly)."""
+    return int(_cupy_module().cuda.get_current_stream().ptr)
+
+
 def free_memory(device: str) -> int:
     """Bytes of memory free on a GPU device (what cudaMemGetInfo reports)."""
     cupy = _cupy_module()

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import backend, checkpoint, data, nn, optim, quant
-from .core import no_grad
+from . import backend, checkpoint, data, distributed, nn, optim, quant
+from .core import collective, no_grad
 from .models import MODELS, build_model
 from .ops import cross_entropy
 from .quant import METHOD_OPTIONS, METHODS, NonFiniteGrid
@@ -114,6 +114,8 @@ class TrainConfig:
     convert: bool = False  # after training, convert to an integer model and report its accuracy too
     init_from: str | None = None  # warm start: a float checkpoint (train --save without quant) to quantize and fine-tune
     pretrain_epochs: int = 0  # warm start in one run: this many float epochs first, then `epochs` quantized ones
+    distributed: bool = False  # data parallel over the ranks of mpiexec: batch_size is the global batch
+    sync_batchnorm: bool = False  # distributed: BatchNorm statistics over every rank's shard (default: each its own)
 
     def run_settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_FIELDS}
@@ -190,6 +192,34 @@ def _check(config: TrainConfig) -> None:
     for path in (config.save, config.json_path):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ConfigError(f"cannot write {path}: its folder does not exist")
+    if config.sync_batchnorm and not config.distributed:
+        raise ConfigError("sync-batchnorm synchronises BatchNorm over the ranks of a distributed run: add --distributed")
+
+
+def _communicator(config: TrainConfig) -> distributed.Communicator | None:
+    """The job's communicator for a distributed run (None otherwise); refuses one that cannot start."""
+    if not config.distributed:
+        return None
+    try:
+        return distributed.init()
+    except distributed.DistributedError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_distributed(config: TrainConfig, comm: distributed.Communicator) -> None:
+    """Every rank runs the same settings, and the global batches split evenly over the ranks."""
+    distributed.check_same_on_every_rank(comm, "training settings", dataclasses.asdict(config))
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(config, name) % comm.size:
+            raise ConfigError(f"{name.replace('_', '-')} {getattr(config, name)} (the global batch) does not divide "
+                              f"evenly over {comm.size} ranks")
+
+
+def _sum_over_ranks(*values: Any) -> list[float]:
+    """Python floats of device or host scalars, each summed over the ranks of a distributed run."""
+    backend.raise_device_errors()
+    totals = collective.all_sum(backend.asarray([float(value) for value in values], dtype=backend.float64))
+    return [float(total) for total in totals]
 
 
 def _datasets(config: TrainConfig) -> tuple[Any, Any]:
@@ -304,8 +334,11 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
             loss = cross_entropy(logits, labels, label_smoothing=label_smoothing)
             optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
             batch = labels.shape[0]
+            if isinstance(optimizer, distributed.DistributedOptimizer):
+                optimizer.step(samples=batch)  # the gradients averaged over the ranks' shards, by their sizes
+            else:
+                optimizer.step()
             seen += batch
             if xp is None:  # running sums live on the device: no host sync per step
                 xp = backend.get_array_module(loss.data)
@@ -328,9 +361,13 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
                     bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.2%}",
                                     img_s=f"{seen / elapsed:.0f}", refresh=False)
     seconds = time.perf_counter() - start
+    loss_total = correct_total = 0.0
+    if seen:  # in a distributed run, over every rank's shard (every rank has as many batches)
+        loss_total, correct_total, total_seen = _sum_over_ranks(loss_sum, correct, seen)
+        seen = int(total_seen)
     return {
-        "loss": float(loss_sum) / max(seen, 1) if seen else float("nan"),
-        "accuracy": float(correct) / seen if seen else float("nan"),
+        "loss": loss_total / seen if seen else float("nan"),
+        "accuracy": correct_total / seen if seen else float("nan"),
         "images": seen,
         "seconds": seconds,
         "images_per_s": seen / seconds if seconds > 0 else float("nan"),
@@ -339,7 +376,8 @@ def train_one_epoch(model: nn.Module, optimizer: Any, loader: Any, description: 
 
 
 def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over `loader`, in eval mode without a graph."""
+    """Mean cross-entropy and accuracy over `loader`, in eval mode without a graph (in a distributed run,
+    over every rank's shard of the loader)."""
     model.eval()
     loss_sum: Any = None
     correct: Any = None
@@ -352,10 +390,12 @@ def evaluate(model: nn.Module, loader: Any) -> dict[str, float]:
             loss_sum = loss if loss_sum is None else loss_sum + loss
             correct = hits if correct is None else correct + hits
             seen += labels.shape[0]
-    backend.raise_device_errors()
+    loss_total, correct_total, total_seen = _sum_over_ranks(0.0 if loss_sum is None else loss_sum,
+                                                            0 if correct is None else correct, seen)
+    seen = int(total_seen)
     if not seen:
         return {"loss": float("nan"), "accuracy": float("nan"), "correct": 0, "images": 0}
-    return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "correct": int(correct), "images": seen}
+    return {"loss": loss_total / seen, "accuracy": correct_total / seen, "correct": int(correct_total), "images": seen}
 
 
 def integer_model_path(checkpoint_path: str) -> str:
@@ -376,6 +416,7 @@ def evaluate_integer(model: nn.Module, integer_model: Any, loader: Any) -> dict[
             correct += int((predicted == labels.data).sum())
             agree += int((predicted == expected).sum())
             seen += labels.shape[0]
+    correct, agree, seen = _sum_over_ranks(correct, agree, seen)
     return {"accuracy": correct / seen if seen else float("nan"), "agreement": agree / seen if seen else float("nan")}
 
 
@@ -413,9 +454,10 @@ def _say(config: TrainConfig, line: str) -> None:
         print(line, flush=True)
 
 
-def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[str, Any]) -> None:
-    """--convert: the integer model's test accuracy and agreement into `summary` (and its file with --save);
-    a model that cannot be converted (weights grown without bound) gets summary["integer_error"] instead."""
+def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[str, Any], writes: bool = True) -> None:
+    """--convert: the integer model's test accuracy and agreement into `summary` (and its file with --save,
+    where this process `writes`); a model that cannot be converted (weights grown without bound) gets
+    summary["integer_error"] instead."""
     try:
         integer_model = quant.convert(model)
     except quant.RequantizationOverflow as error:
@@ -427,7 +469,8 @@ def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[st
     saved = ""
     if config.save:
         path = integer_model_path(config.save)
-        integer_model.save(path)
+        if writes:
+            integer_model.save(path)
         summary["integer_model_path"] = path
         saved = f"; saved to {path}"
     _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
@@ -455,6 +498,21 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     if config.resume and not config.save:
         config = dataclasses.replace(config, save=config.resume)  # a resumed run goes on saving where it left off
+    comm = _communicator(config)
+    if comm is None or comm.size == 1:
+        return _train(config, on_epoch_end, start, comm)
+    try:
+        _check_distributed(config, comm)
+        if comm.rank:  # rank 0 alone reports and writes the summary
+            config = dataclasses.replace(config, verbose=False, progress=False, json_path=None)
+        return _train(config, on_epoch_end, start, comm)
+    except BaseException as error:  # noqa: BLE001  (any failure on one rank must end them all, or the rest hang)
+        distributed.abort_on_error(comm, error, "train")
+        raise
+
+
+def _train(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None] | None, start: float,
+           comm: distributed.Communicator | None) -> dict[str, Any]:
     _check(config)
     float_model, pretrained = None, None
     if config.pretrain_epochs and not config.resume:  # a resumed run restores the quantized phase
@@ -462,9 +520,9 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
                                     convert=False, save=config.save and float_checkpoint_path(config.save),
                                     **dict.fromkeys(METHOD_SETTINGS))
         _say(config, f"phase 1 of 2: {_epochs(config.pretrain_epochs)} of float training")
-        float_model, pretrained = _run(phase.resolved(), None)
+        float_model, pretrained = _run(phase.resolved(), None, comm)
         _say(config, f"phase 2 of 2: {_epochs(config.epochs)} of quantization-aware fine-tuning")
-    model, summary = _run(config.resolved(), on_epoch_end, float_model)
+    model, summary = _run(config.resolved(), on_epoch_end, comm, float_model)
     if pretrained is not None:
         summary["pretrain"] = {name: pretrained[name] for name in ("test_accuracy", "wall_time_s", "history")}
         summary["float_test_accuracy"] = pretrained["test_accuracy"]
@@ -477,22 +535,33 @@ def train(config: TrainConfig | None = None, on_epoch_end: Callable[[int, dict[s
 
 
 def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
-         float_model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """One phase of `train`: (the trained model, the summary)."""
+         comm: distributed.Communicator | None, float_model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """One phase of `train`: (the trained model, the summary). With `comm`, this rank's part of a
+    data-parallel run: rank 0's initial weights, a shard of each batch, gradients averaged over the ranks."""
     start = time.perf_counter()
     try:
         device = backend.parse_device(config.device)
+        if comm is not None and device != "cpu":  # each rank its own GPU, by its rank on this machine
+            device = f"cuda:{comm.local_rank % backend.cuda_device_count()}"
     except backend.DeviceError as error:
         raise ConfigError(str(error)) from None
     train_set, test_set = _datasets_on(device, *_datasets(config))
     options = _model_options(test_set)
+    writes = comm is None or comm.rank == 0  # checkpoints and integer models: rank 0's alone
+    shard = None if comm is None else (comm.rank, comm.size)
 
     backend.manual_seed(config.seed)
     model = _model(config, options, float_model).to(device)
     optimizer = _optimizer(config, model)
     scheduler = _scheduler(config, optimizer)
-    train_loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed, device=device)
-    test_loader = data.DataLoader(test_set, batch_size=config.eval_batch_size, device=device)
+    if comm is not None:
+        distributed.broadcast_parameters(model, comm)
+        if config.sync_batchnorm:
+            distributed.sync_batchnorm(model)
+        optimizer = distributed.DistributedOptimizer(optimizer, comm)
+    train_loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, seed=config.seed, device=device,
+                                   shard=shard)
+    test_loader = data.DataLoader(test_set, batch_size=config.eval_batch_size, device=device, shard=shard)
     history: list[dict[str, Any]] = []
     first_epoch = 1
     if config.resume:
@@ -533,7 +602,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
                      f"train loss {trained['loss']:.4f} acc {trained['accuracy']:6.2%}  "
                      f"test loss {tested['loss']:.4f} acc {tested['accuracy']:6.2%}  "
                      f"{trained['images_per_s']:,.0f} img/s  {trained['seconds']:.2f} s")
-        if config.save:
+        if config.save and writes:
             checkpoint.save(
                 config.save, model, optimizer, epoch=epoch,
                 config={**config.run_settings(), "epochs": config.epochs, "data_dir": config.data_dir},
@@ -551,6 +620,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
     summary = {
         "config": dataclasses.asdict(config),
         "device": device,
+        "world_size": 1 if comm is None else comm.size,
         "parameters": parameters,
         "epochs_run": config.epochs - first_epoch + 1 if config.epochs >= first_epoch else 0,
         "test_accuracy": final["accuracy"] if final else last.get("test_accuracy"),
@@ -565,7 +635,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
         float_history = checkpoint.read_metadata(config.init_from).get("extra", {}).get("history") or [{}]
         summary["float_test_accuracy"] = float_history[-1].get("test_accuracy")
     if config.convert:
-        _convert(config, model, test_loader, summary)
+        _convert(config, model, test_loader, summary, writes)
     _say(config, f"done: test accuracy {summary['test_accuracy']:.2%} on {len(test_set):,} test images after "
                  f"{_epochs(config.epochs)}; {wall:.1f} s in all, "
                  + (f"training at {summary['train_images_per_s']:,.0f} images/s" if summary["train_images_per_s"]

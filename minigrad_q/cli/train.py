@@ -12,7 +12,7 @@ from .usage import UsageError
 TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
                  "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size",
                  "quant", "wbits", "abits", "first_last_bits", "qnoise_p", "dsq_alpha", "learn_alpha", "convert",
-                 "init_from", "pretrain_epochs")
+                 "init_from", "pretrain_epochs", "distributed", "sync_batchnorm")
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -78,6 +78,12 @@ def add_command(commands: Any) -> None:
     command.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     command.add_argument("--json", dest="json_path", metavar="PATH", help="write the summary as JSON")
     command.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
+    parallel = command.add_argument_group("data-parallel training (pip install -e '.[mpi]')")
+    parallel.add_argument("--distributed", action="store_true", default=None,
+                          help="train on every rank of mpiexec -n N, each on its shard of every batch "
+                               "(--batch-size stays the global batch); rank 0 reports and saves")
+    parallel.add_argument("--sync-batchnorm", action="store_true", default=None,
+                          help="with --distributed: BatchNorm statistics over every rank's shard together")
     qat = command.add_argument_group("quantization-aware training")
     qat.add_argument("--quant", metavar="METHOD", help="quantize with ste, dsq, lsq, qnoise or pact (default: float)")
     qat.add_argument("--wbits", metavar="B", type=int, help="weight bits (default 4)")

@@ -9,6 +9,12 @@ Shuffling uses the loader's own generator, seeded from (seed, epoch): the
 order of epoch k depends on nothing else, so a run resumed at epoch k sees the
 same batches as an uninterrupted one. Each ``iter(loader)`` uses the current
 epoch and then advances it; ``set_epoch(k)`` chooses the next one.
+
+Data parallel: with ``shard=(rank, ranks)`` every rank's loader walks the same
+order in the same batches of ``batch_size`` (the global batch) and yields its
+own contiguous part of each, the parts as equal as can be; together they are
+the batches one loader would give. A last batch with fewer samples than ranks
+is left out.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class DataLoader:
         drop_last: bool = False,
         seed: int | None = None,
         device: Any = "cpu",
+        shard: tuple[int, int] | None = None,
     ):
         if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             raise TypeError(f"DataLoader: the dataset must define __getitem__ and __len__, got {type(dataset).__name__}")
@@ -55,6 +62,11 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.device = backend.parse_device(device)
+        if shard is not None and not (isinstance(shard, tuple) and len(shard) == 2
+                                      and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+                                      and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"DataLoader: shard must be (rank, ranks) with 0 <= rank < ranks, got {shard!r}")
+        self.shard = shard
         if seed is None and self.shuffle:
             seed = int(backend.generator("cpu").integers(2**63 - 1))
         self.seed = seed
@@ -62,7 +74,10 @@ class DataLoader:
 
     def __len__(self) -> int:
         size = len(self.dataset)
-        return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
+        batches = size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
+        if self.shard is not None and not self.drop_last and 0 < size % self.batch_size < self.shard[1]:
+            batches -= 1  # a last batch with fewer samples than ranks is left out
+        return batches
 
     # ------------------------------------------------------------ order and resuming
     def set_epoch(self, epoch: int) -> None:
@@ -97,10 +112,16 @@ class DataLoader:
         return self._sample_batches(epoch)
 
     def _bounds(self) -> Iterator[tuple[int, int]]:
+        """(start, end) in the epoch's order of each batch this loader yields (its shard's part of it)."""
         size = len(self.dataset)
         stop = size - size % self.batch_size if self.drop_last else size
         for start in range(0, stop, self.batch_size):
-            yield start, min(start + self.batch_size, stop)
+            end = min(start + self.batch_size, stop)
+            if self.shard is None:
+                yield start, end
+            elif end - start >= self.shard[1]:
+                rank, ranks = self.shard
+                yield start + (end - start) * rank // ranks, start + (end - start) * (rank + 1) // ranks
 
     def _array_batches(self, epoch: int) -> Iterator[tuple[Tensor, ...]]:
         arrays = self.dataset.arrays

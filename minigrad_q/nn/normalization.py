@@ -24,9 +24,12 @@ class _BatchNorm(Module):
     the running statistics. With ``track_running_stats=False`` there are no
     buffers and batch statistics are used in both modes. weight starts at 1,
     bias at 0 (``affine=False``: neither exists; ``bias=False``: no bias).
+    ``synchronized`` (set by ``distributed.sync_batchnorm``): in a data-parallel
+    job the batch statistics are those of every process's shard together.
     """
 
     _expected_dims: tuple[int, ...] = ()
+    synchronized = False
 
     def __init__(
         self,
@@ -106,6 +109,7 @@ class _BatchNorm(Module):
             use_batch_stats,
             momentum,
             self.eps,
+            self.synchronized,
         )
 
     def extra_repr(self) -> str:

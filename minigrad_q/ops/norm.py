@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core import Function, Tensor
+from ..core import Function, Tensor, collective
 from ..specs import Draw, register_spec
 
 __all__ = ["batch_norm"]
@@ -49,16 +49,23 @@ class BatchNorm(Function):
     With g = dL/dy and sums over a channel's N' values:
     dx = (γ/√(σ² + eps)) (g - Σg/N' - x̂ Σ(g x̂)/N'),  dγ = Σ g x̂,  dβ = Σ g.
     Forward keeps x - μ and 1/√(σ² + eps) (x̂ is never stored: y comes straight from x - μ).
-    The running stats are updated in place (no gradient); None skips the update."""
+    The running stats are updated in place (no gradient); None skips the update.
+    ``synchronized``: μ, σ² and the sums in dx are over every process of a data-parallel job
+    (core.collective; equal shards), dγ and dβ stay this process's own, to be averaged with the rest."""
 
     def forward(self, x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, momentum: float,
-                eps: float) -> Any:
+                eps: float, synchronized: bool = False) -> Any:
         xp = self.xp
+        self.synchronized = synchronized
         x3 = _channels(x)
         count = x3.shape[0] * x3.shape[2]
-        mean = _channel_sum(xp, x3) / count
+        total = _channel_sum(xp, x3)
+        if synchronized:
+            count, total = collective.all_count(count), collective.all_sum(total)
+        mean = total / count
         centered = x3 - mean[:, None]
-        var = _channel_dot(xp, centered, centered) / count
+        squares = _channel_dot(xp, centered, centered)
+        var = (collective.all_sum(squares) if synchronized else squares) / count
         inv_std = 1 / xp.sqrt(var + eps)
         if running_mean is not None:
             running_mean *= 1 - momentum
@@ -85,10 +92,14 @@ class BatchNorm(Function):
         sum_g_normalized *= inv_std  # Σ g x̂ = Σ g (x - μ) / √(σ² + eps)
         grad_x = None
         if need_x:  # g - Σg/N' - x̂ Σ(g x̂)/N', with x̂ = (x - μ)·inv_std
+            all_g, all_g_normalized = sum_g, sum_g_normalized
+            if self.synchronized:
+                count = collective.all_count(count)
+                all_g, all_g_normalized = collective.all_sum(sum_g), collective.all_sum(sum_g_normalized)
             grad_x = xp.empty(grad_output.shape, dtype=grad_output.dtype)
             work = grad_x.reshape(g3.shape)  # a view: grad_x itself stays a fresh array the engine can keep
-            xp.multiply(centered, (sum_g_normalized * inv_std / count)[:, None], out=work)
-            work += (sum_g / count)[:, None]
+            xp.multiply(centered, (all_g_normalized * inv_std / count)[:, None], out=work)
+            work += (all_g / count)[:, None]
             xp.subtract(g3, work, out=work)
             work *= scale[:, None]
         return grad_x, sum_g_normalized if need_weight else None, sum_g if need_bias else None
@@ -149,11 +160,13 @@ def _check_channel_vector(name: str, value: Any, input: Tensor) -> None:
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
-               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+               synchronized: bool = False) -> Tensor:
     """torch.nn.functional.batch_norm: normalise each channel (dim 1) of an (N, C), (N, C, L) or
     (N, C, H, W) input. training=True uses the batch's mean and biased variance and updates
     running_mean / running_var in place (when given) with momentum, the variance unbiased;
-    training=False uses the running stats, which are then required."""
+    training=False uses the running stats, which are then required. ``synchronized`` (training):
+    the batch statistics of every process of a data-parallel job together (torch's SyncBatchNorm)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"batch_norm: expected a Tensor input, got {type(input).__name__}")
     if input.ndim < 2:
@@ -167,7 +180,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape {input.shape}"
             )
-        return BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), float(momentum), float(eps))
+        return BatchNorm.apply(input, weight, bias, _data(running_mean), _data(running_var), float(momentum), float(eps),
+                               bool(synchronized))
     if running_mean is None or running_var is None:
         raise RuntimeError("batch_norm: running_mean and running_var must be given in eval mode (training=False)")
     return BatchNormEval.apply(input, weight, bias, running_mean.data, running_var.data, float(eps))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..core import Function, Tensor
+from ..core import Function, Tensor, collective
 from ..specs import Draw, register_spec
 from ._fused import fused_kernels
 from .fake_quant import laid_out
@@ -116,7 +116,9 @@ def lsq_init_step(x: Tensor, qmax: int, axis: int | None = None) -> Tensor:
     xp = x.xp
     magnitude = xp.abs(x.data)
     dims = None if axis is None else tuple(d for d in range(x.ndim) if d != axis)
-    step = magnitude.mean(axis=dims) * (2 / math.sqrt(qmax))
+    count = x.data.size // (1 if axis is None else x.shape[axis])
+    # the mean over every process's x in a data-parallel job (core.collective), the plain mean in one
+    step = collective.all_sum(magnitude.sum(axis=dims)) / collective.all_count(count) * (2 / math.sqrt(qmax))
     return Tensor(xp.maximum(step, FLOAT32_EPS).astype(x.dtype))
 
 

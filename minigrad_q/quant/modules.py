@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..core import Tensor, no_grad
+from ..core import Tensor, collective, no_grad
 from ..core.validate import flag, normalize_dim
 from ..nn.module import Module
 from ..nn.parameter import Parameter
@@ -128,6 +128,14 @@ class _Quantizer(Module):
                 self._observe(x)
         return self._quantize(x) if self.fake_quant_enabled else x
 
+    @staticmethod
+    def _batch_elements(x: Tensor, axis: int | None) -> int:
+        """Elements of x per scale (per channel slice with `axis`) that the whole batch quantizes: a
+        Parameter is the same on every rank of a data-parallel job; any other x is this rank's shard of
+        the batch, so its count is summed over the ranks (core.collective), as one process would count."""
+        per_scale = x.data.size // (x.shape[axis] or 1) if axis is not None else x.data.size
+        return per_scale if isinstance(x, Parameter) else collective.all_count(per_scale)
+
     def calibrate(self, x: Tensor) -> _Quantizer:
         """Set the grid from x now, whatever the mode: observe x / (re)initialise the learned step or scale."""
         with no_grad():
@@ -194,12 +202,15 @@ class _Initialised(_Quantizer):
 
 
 def _min_max(x: Tensor, axis: int | None, op: str) -> tuple[Any, Any]:
-    """min and max of x's array, over everything (axis None) or per slice along axis."""
+    """min and max of x's array, over everything (axis None) or per slice along axis (in a data-parallel
+    job, over every process's x)."""
     if axis is None:
-        return x.data.min(), x.data.max()
-    axis = normalize_dim(op, axis, x.ndim)
-    others = tuple(d for d in range(x.ndim) if d != axis)
-    return x.data.min(axis=others), x.data.max(axis=others)
+        low, high = x.data.min(), x.data.max()
+    else:
+        axis = normalize_dim(op, axis, x.ndim)
+        others = tuple(d for d in range(x.ndim) if d != axis)
+        low, high = x.data.min(axis=others), x.data.max(axis=others)
+    return collective.all_min(low), collective.all_max(high)
 
 
 def _param_shape(axis: int | None, num_channels: int | None) -> tuple[int]:
@@ -305,7 +316,8 @@ class DSQQuantizer(_Initialised):
     def _quantize(self, x: Tensor) -> Tensor:
         scale, zero_point = self._grid()
         if self.learn_scale:  # its gradient sums over every element it quantizes: LSQ's scaling keeps steps sane
-            scale = grad_scale(scale, lsq_gradient_scale(x.data.size // max(scale.data.size, 1), self.qmax))
+            elements = self._batch_elements(x, self.axis if scale.data.size > 1 else None)
+            scale = grad_scale(scale, lsq_gradient_scale(elements, self.qmax))
         _project(self.alpha, ALPHA_MIN, ALPHA_MAX)
         return dsq(x, _cast(scale, x), _cast(zero_point, x), self.qmin, self.qmax, _cast(self.alpha, x), self.axis)
 
@@ -381,8 +393,10 @@ class LSQQuantizer(_Initialised):
         step = self._learned(self.step, "step")
         _project(step, FLOAT32_EPS)
         offset = self._offset(step)
-        return lsq(x, _cast(step, x), self.qmin, self.qmax, self.grad_scale, self.axis,
-                   None if offset is None else _cast(offset, x))
+        scaling = self.grad_scale
+        if scaling is None:  # LSQ's 1/sqrt(N·Qp), N counted over the whole batch
+            scaling = lsq_gradient_scale(self._batch_elements(x, self.axis), self.qmax)
+        return lsq(x, _cast(step, x), self.qmin, self.qmax, scaling, self.axis, None if offset is None else _cast(offset, x))
 
     def _options(self) -> str:
         return f"offset={self.use_offset}" + ("" if self.grad_scale is None else f", grad_scale={self.grad_scale}")

@@ -2,7 +2,8 @@
 zero point, with torch.ao.quantization's names and arithmetic.
 
 An observer's forward records min/max of its input (no graph, no gradient) and returns the input
-itself. The range lives in the buffers ``min_val`` / ``max_val`` (in ``state_dict``), on the device of
+itself; in a data-parallel job the min/max are those of the whole batch, over every process
+(``core.collective``). The range lives in the buffers ``min_val`` / ``max_val`` (in ``state_dict``), on the device of
 the last input; recording never reads a value back to the host, so it does not stall a GPU.
 
 - ``MinMaxObserver``: the running min and max of everything seen.
@@ -26,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..core import Tensor
+from ..core import Tensor, collective
 from ..core.validate import flag, integer, normalize_dim
 from ..nn.module import Module
 from .qparams import FLOAT32_EPS, check_qrange, minmax_qparams
@@ -83,7 +84,7 @@ class _MinMaxObserverBase(Module):
             axis = self._channel_axis(x)
             others = tuple(d for d in range(x.ndim) if d != axis)
             current_min, current_max = data.min(axis=others), data.max(axis=others)
-        self._record(x.xp, x.device, current_min, current_max)
+        self._record(x.xp, x.device, collective.all_min(current_min), collective.all_max(current_max))
         return x
 
     def _channel_axis(self, x: Tensor) -> int:
