@@ -8,10 +8,14 @@ with the fake-quant model are reported beside it. One block of W2A2 runs trained
 scratch shows what the warm start is worth.
 
 Runs go to `--jobs` worker processes (default: the usable cores), each on one thread, so a parallel
-sweep computes exactly what a serial one (`--jobs 1`) does.
+sweep computes exactly what a serial one (`--jobs 1`) does. Under `mpiexec -n K` (pip install -e
+'.[mpi]') the runs are dealt round-robin to the K ranks instead, on as many machines as the job spans,
+each run on one thread; rank 0 gathers them and writes the same page. A run that fails is listed on
+the page with its error, not lost.
 
     python examples/qat_sweep.py                 # the full sweep
     python examples/qat_sweep.py --quick --out /tmp/results.md   # a smoke run (digits, one seed)
+    mpiexec -n 8 python examples/qat_sweep.py    # over MPI ranks
 """
 
 import argparse
@@ -24,7 +28,7 @@ import statistics
 import tempfile
 import time
 
-from minigrad_q import data
+from minigrad_q import data, distributed
 from minigrad_q.quant import METHODS
 from minigrad_q.train import TrainConfig, TrainingDiverged, train
 
@@ -54,8 +58,20 @@ def run(task: dict) -> dict:
         summary = train(TrainConfig(verbose=False, progress=False, **settings))
     except TrainingDiverged:
         return {**task, "accuracy": None, "integer": None, "agreement": None, "seconds": time.perf_counter() - start}
+    except Exception as error:  # noqa: BLE001  (reported on the page, not lost with the rest of the sweep)
+        return {**task, "accuracy": None, "integer": None, "agreement": None, "seconds": time.perf_counter() - start,
+                "failed": f"{type(error).__name__}: {error}"}
     return {**task, "accuracy": summary["test_accuracy"], "integer": summary.get("integer_test_accuracy"),
             "agreement": summary.get("integer_agreement"), "seconds": summary["wall_time_s"]}
+
+
+def report(result: dict, done: list[int], total: int, where: str = "") -> None:
+    """One progress line for a finished run."""
+    done[0] += 1
+    outcome = result.get("failed") or ("diverged" if result["accuracy"] is None else f"{100 * result['accuracy']:.2f}%")
+    if result.get("integer") is not None:
+        outcome += f" (integer model {100 * result['integer']:.2f}%, agreement {100 * result['agreement']:.2f}%)"
+    print(f"{where}[{done[0]}/{total}] {result['label']}: {outcome} in {result['seconds']:.1f} s", flush=True)
 
 
 def run_all(tasks: list[dict], pool: concurrent.futures.Executor, done: list[int], total: int) -> list[dict]:
@@ -64,11 +80,20 @@ def run_all(tasks: list[dict], pool: concurrent.futures.Executor, done: list[int
     results: list = [None] * len(tasks)
     for future in concurrent.futures.as_completed(futures):
         result = results[futures[future]] = future.result()
-        done[0] += 1
-        outcome = "diverged" if result["accuracy"] is None else f"{100 * result['accuracy']:.2f}%"
-        if result.get("integer") is not None:
-            outcome += f" (integer model {100 * result['integer']:.2f}%, agreement {100 * result['agreement']:.2f}%)"
-        print(f"[{done[0]}/{total}] {result['label']}: {outcome} in {result['seconds']:.1f} s", flush=True)
+        report(result, done, total)
+    return results
+
+
+def run_on_ranks(tasks: list[dict], comm: distributed.Communicator, done: list[int], total: int) -> list[dict]:
+    """`tasks` dealt round-robin to the MPI ranks, each run on one thread; every rank gets every result,
+    in the order of `tasks`."""
+    mine = []
+    for index in range(comm.rank, len(tasks), comm.size):
+        mine.append((index, run(tasks[index])))
+        report(mine[-1][1], done, total, f"rank {comm.rank}: ")
+    results: list = [None] * len(tasks)
+    for index, result in (pair for part in comm.allgather_object(mine) for pair in part):
+        results[index] = result
     return results
 
 
@@ -109,25 +134,30 @@ def cell(values: list, missing: str = "diverged") -> str:
 
 
 def select(results: list, dataset: str, method=None, bits=None, scratch: bool = False) -> list:
-    return [r for r in results if r["dataset"] == dataset and r.get("quant") == method
+    """The runs of one table cell (a run that failed is listed apart, not counted)."""
+    return [r for r in results if r["dataset"] == dataset and r.get("quant") == method and "failed" not in r
             and (method is None or (r["wbits"] == bits and (r.get("init_from") is None) == scratch))]
 
 
+def seconds_cell(runs: list) -> str:
+    return f"{statistics.mean(r['seconds'] for r in runs):.1f}" if runs else "—"
+
+
 def table_rows(results: list, dataset: str) -> list[list[str]]:
+    """One row per block of runs; a block whose runs all failed shows "—" (they are listed below the tables)."""
     rows = []
     floats = select(results, dataset)
-    rows.append(["float32", "32", "", cell([r["accuracy"] for r in floats]), "—", "—",
-                 f"{statistics.mean(r['seconds'] for r in floats):.1f}"])
+    rows.append(["float32", "32", "", cell([r["accuracy"] for r in floats]) if floats else "—", "—", "—",
+                 seconds_cell(floats)])
     blocks = [(method, bits, False) for method in METHODS for bits in BITS] + [(m, 2, True) for m in METHODS]
     for method, bits, scratch in blocks:
         runs = select(results, dataset, method, bits, scratch)
         trained = [r for r in runs if r["accuracy"] is not None]
         agreements = [r["agreement"] for r in trained if r["agreement"] is not None]
         rows.append([method, f"W{bits}A{bits}", "from scratch" if scratch else "fine-tuned",
-                     cell([r["accuracy"] for r in runs]),
+                     cell([r["accuracy"] for r in runs]) if runs else "—",
                      cell([r["integer"] for r in trained], "not convertible") if trained else "—",
-                     f"{100 * min(agreements):.2f}" if agreements else "—",
-                     f"{statistics.mean(r['seconds'] for r in runs):.1f}"])
+                     f"{100 * min(agreements):.2f}" if agreements else "—", seconds_cell(runs)])
     return rows
 
 
@@ -139,7 +169,7 @@ def verdict(results: list, dataset: str) -> str:
         dsq = stats([r["accuracy"] for r in select(results, dataset, "dsq", bits)])
         ste = stats([r["accuracy"] for r in select(results, dataset, "ste", bits)])
         if dsq is None or ste is None:
-            sentences.append(f"At W{bits}A{bits} a DSQ or STE run diverged in every seed, so there is no comparison.")
+            sentences.append(f"At W{bits}A{bits} every DSQ or every STE run diverged or failed, so there is no comparison.")
             continue
         difference, spread = dsq[0] - ste[0], max(dsq[1], ste[1])
         if min(dsq[2], ste[2]) < 2:
@@ -153,7 +183,7 @@ def verdict(results: list, dataset: str) -> str:
     return start + " ".join(sentences)
 
 
-def markdown(results: list, datasets: list[str], seeds: int, recipes: dict, seconds: float, jobs: int) -> str:
+def markdown(results: list, datasets: list[str], seeds: int, recipes: dict, seconds: float, workers: str) -> str:
     answer_on = "fashion-mnist" if "fashion-mnist" in datasets else datasets[0]
     header = ("method", "bits", "start", "test accuracy % (fake quant)", "integer model %", "min agreement %", "s / run")
     lines = [
@@ -178,8 +208,11 @@ def markdown(results: list, datasets: list[str], seeds: int, recipes: dict, seco
                   "| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in table_rows(results, dataset)]
         lines.append("")
+    failed = [r for r in results if "failed" in r]
+    if failed:
+        lines += ["## Runs that failed", ""] + [f"- {r['label']}: {r['failed']}" for r in failed] + [""]
     lines.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-                 f"{platform.python_version()}; {len(results)} runs on {jobs} worker process(es) took "
+                 f"{platform.python_version()}; {len(results)} runs on {workers} took "
                  f"{seconds / 60:.1f} minutes of wall time.")
     return "\n".join(lines) + "\n"
 
@@ -245,17 +278,28 @@ def main() -> None:
     seeds = 1 if args.quick else args.seeds
     recipes = QUICK if args.quick else RECIPES
     datasets = ["digits"] if args.quick or not fashion_mnist_installed() else ["digits", "fashion-mnist"]
-    folder = tempfile.mkdtemp(prefix="qat-sweep-")
+    comm = distributed.init(data_parallel=False) if distributed.under_launcher() else None
+    folder = tempfile.mkdtemp(prefix="qat-sweep-") if comm is None or comm.rank == 0 else None
+    if comm is not None:
+        folder = comm.bcast_object(folder)  # float checkpoints go where every rank reads them (one file system)
     plan = [tasks_for(dataset, seeds, recipes, folder, 200 if args.quick else None) for dataset in datasets]
     floats = [task for first, _ in plan for task in first]
     quantized = [task for _, rest in plan for task in rest]
-    done = [0]
-    context = multiprocessing.get_context("fork")  # the workers inherit this module as it is, also under runpy
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_one_thread) as pool:
-        results = run_all(floats, pool, done, len(floats) + len(quantized))
-        results += run_all(quantized, pool, done, len(floats) + len(quantized))
+    done, total = [0], len(floats) + len(quantized)
+    if comm is not None:
+        _one_thread()
+        results = run_on_ranks(floats, comm, done, total) + run_on_ranks(quantized, comm, done, total)
+        workers = f"{comm.size} MPI ranks"
+        if comm.rank != 0:
+            return
+    else:
+        context = multiprocessing.get_context("fork")  # the workers inherit this module as it is, also under runpy
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_one_thread) as pool:
+            results = run_all(floats, pool, done, total)
+            results += run_all(quantized, pool, done, total)
+        workers = f"{args.jobs} worker process(es)"
     seconds = time.perf_counter() - start
-    write(args.out, markdown(results, datasets, seeds, recipes, seconds, args.jobs))
+    write(args.out, markdown(results, datasets, seeds, recipes, seconds, workers))
     print(f"wrote {args.out}")
     figure_path = args.figure or os.path.join(os.path.dirname(os.path.abspath(args.out)), "img", "results.png")
     os.makedirs(os.path.dirname(figure_path), exist_ok=True)

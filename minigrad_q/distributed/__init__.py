@@ -28,18 +28,20 @@ __all__ = ["init", "Communicator", "DistributedError", "DistributedOptimizer", "
 _world: Communicator | None = None
 
 
-def init() -> Communicator:
-    """This process's communicator (made once): the reductions of ``core.collective`` go through it from
-    now on, and an uncaught exception on any rank aborts the whole job (``abort_on_error``). Refuses to
-    start outside mpiexec or without mpi4py."""
+def init(data_parallel: bool = True) -> Communicator:
+    """This process's communicator (made once); an uncaught exception on any rank aborts the whole job
+    (``abort_on_error``). With `data_parallel` (the ranks train one model on shards of each batch), the
+    reductions of ``core.collective`` go through it; without (each rank runs work of its own, as a
+    distributed sweep does), state computed from data stays each rank's own. Refuses to start outside
+    mpiexec or without mpi4py."""
     global _world
     if _world is None:
         if not under_launcher():
             raise DistributedError("distributed mode runs under an MPI launcher: mpiexec -n N minigrad-q train "
                                    "--distributed ... (this process was not started by mpiexec)")
         _world = Communicator()
-        collective.set_group(_world)
         sys.excepthook = _aborting_hook(_world, sys.excepthook)
+    collective.set_group(_world if data_parallel else None)
     return _world
 
 
