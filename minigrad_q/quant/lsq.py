@@ -103,10 +103,11 @@ def lsq(x: Tensor, step: Any, qmin: int, qmax: int, grad_scale: float | None = N
     return LSQ.apply(x, step, offset, qmin, qmax, _default_grad_scale("lsq", x, qmax, axis, grad_scale), axis)
 
 
-def lsq_init_step(x: Tensor, qmax: int, axis: int | None = None) -> Tensor:
+def lsq_init_step(x: Tensor, qmax: int, axis: int | None = None, shard: bool = True) -> Tensor:
     """LSQ's initial step s0 = 2·mean|x| / sqrt(qmax) (per channel with `axis`: the mean over each
     channel's slice), a Tensor of x's dtype without grad. Floored at float32 eps, so that an all-zero x
-    still gives a valid step."""
+    still gives a valid step. In a data-parallel job x is this process's `shard` of a batch, and the
+    mean is over every process's (core.collective); ``shard=False``: x is the same everywhere (a weight)."""
     _check_input("lsq_init_step", x)
     if isinstance(qmax, bool) or not isinstance(qmax, int) or qmax <= 0:
         raise ValueError(f"lsq_init_step: qmax (LSQ's Qp) must be a positive int, got {qmax!r}")
@@ -117,8 +118,10 @@ def lsq_init_step(x: Tensor, qmax: int, axis: int | None = None) -> Tensor:
     magnitude = xp.abs(x.data)
     dims = None if axis is None else tuple(d for d in range(x.ndim) if d != axis)
     count = x.data.size // (1 if axis is None else x.shape[axis])
-    # the mean over every process's x in a data-parallel job (core.collective), the plain mean in one
-    step = collective.all_sum(magnitude.sum(axis=dims)) / collective.all_count(count) * (2 / math.sqrt(qmax))
+    total = magnitude.sum(axis=dims)
+    if shard:
+        total, count = collective.all_sum(total), collective.all_count(count)
+    step = total / count * (2 / math.sqrt(qmax))
     return Tensor(xp.maximum(step, FLOAT32_EPS).astype(x.dtype))
 
 

@@ -363,7 +363,8 @@ class LSQQuantizer(_Initialised):
         if x.data.size == 0 or (not force and self.is_initialized()):
             return
         if self.offset is None:
-            self._set_learned(self.step, lsq_init_step(x, self.qmax, self.axis).data, "step")
+            shard = not isinstance(x, Parameter)  # a weight is the same on every rank of a data-parallel job
+            self._set_learned(self.step, lsq_init_step(x, self.qmax, self.axis, shard).data, "step")
         else:
             low, high = _min_max(x, self.axis, type(self).__name__)
             xp = x.xp

@@ -237,3 +237,30 @@ def test_an_image_dataset_moved_to_a_device_serves_the_same_batches_from_there(d
         assert a_images.device == b_images.device and a_images.device.startswith(device)
         np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
         np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_shards_of_each_batch_make_up_the_batch_one_loader_gives(shuffle, ranks):
+    whole = DataLoader(dataset(), batch_size=4, shuffle=shuffle, seed=7)
+    shards = [DataLoader(dataset(), batch_size=4, shuffle=shuffle, seed=7, shard=(rank, ranks)) for rank in range(ranks)]
+    expected = [labels.numpy() for _, labels in whole]  # 10 images: batches of 4, 4 and 2
+    expected = [batch for batch in expected if len(batch) >= ranks]  # the last batch of 2 has too few for 3 ranks
+    parts = [[labels.numpy() for _, labels in loader] for loader in shards]
+    assert all(len(loader) == len(expected) == (3 if ranks == 2 else 2) for loader in shards)
+    for index, batch in enumerate(expected):
+        pieces = [part[index] for part in parts]
+        np.testing.assert_array_equal(np.concatenate(pieces), batch)  # rank order, contiguous parts
+        assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
+
+
+def test_a_last_batch_with_fewer_samples_than_ranks_is_left_out():
+    loaders = [DataLoader(dataset(), batch_size=3, shard=(rank, 2)) for rank in range(2)]  # batches 3, 3, 3, 1
+    assert [len(loader) for loader in loaders] == [3, 3]
+    assert [[len(labels) for _, labels in loader] for loader in loaders] == [[1, 1, 1], [2, 2, 2]]
+
+
+@pytest.mark.parametrize("shard", [(2, 2), (-1, 2), (0, 0), [0, 2], (0.0, 2), (True, 2)])
+def test_a_shard_that_is_not_a_rank_of_ranks_is_refused(shard):
+    with pytest.raises(ValueError, match="shard must be \\(rank, ranks\\) with 0 <= rank < ranks"):
+        DataLoader(dataset(), batch_size=2, shard=shard)

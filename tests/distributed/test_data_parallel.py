@@ -1,7 +1,7 @@
 """Data-parallel training over MPI (minigrad_q.distributed), run as real jobs: `mpiexec -n 2` on this
 machine's loopback, each with a timeout. Skipped where mpi4py or mpiexec is missing (pip install -e '.[mpi]').
 
-- Equivalence: 2 ranks at global batch 64 take the same 5 SGD steps as 1 process at batch 64 (LeNet-5,
+- Equivalence: 2 (and 3) ranks at global batch 64 take the same 5 SGD steps as 1 process at batch 64 (LeNet-5,
   float64), float and with each QAT method: parameters and buffers (observers, learned scales, α) to
   1e-10 relative; likewise a CNN whose BatchNorm is synchronised over the ranks (running stats too).
 - A rank that fails ends the whole job within seconds, naming itself.
@@ -49,10 +49,13 @@ def relative_difference(a, b):
 
 
 @needs_mpi
-@pytest.mark.parametrize("method", ["float", *quant.METHODS, "batchnorm"])
-def test_two_ranks_take_the_steps_of_one_process_with_the_whole_batch(tmp_path, method):
+@pytest.mark.parametrize("ranks, method", [(2, method) for method in ["float", *quant.METHODS, "batchnorm"]]
+                         + [(3, "float"), (3, "lsq")])
+def test_ranks_take_the_steps_of_one_process_with_the_whole_batch(tmp_path, ranks, method):
+    """3 ranks split each batch of 64 into 21, 21 and 22 images (gradients weighted by shard size) and sum
+    on rank 0 in one order before broadcasting (as MPI's all-reduce might not)."""
     out = tmp_path / "state.npz"
-    code, _, stderr, _ = mpiexec(sys.executable, str(PROGRAM), "steps", method, str(out))
+    code, _, stderr, _ = mpiexec(sys.executable, str(PROGRAM), "steps", method, str(out), ranks=ranks)
     assert code == 0, stderr
     expected = program.steps(method)
     got = np.load(out)
