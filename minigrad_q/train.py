@@ -621,6 +621,7 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
         "config": dataclasses.asdict(config),
         "device": device,
         "world_size": 1 if comm is None else comm.size,
+        "averaging_s": optimizer.averaging_seconds if comm is not None else 0.0,  # of train_time_s, this rank's
         "parameters": parameters,
         "epochs_run": config.epochs - first_epoch + 1 if config.epochs >= first_epoch else 0,
         "test_accuracy": final["accuracy"] if final else last.get("test_accuracy"),

@@ -42,7 +42,7 @@ def cpu_page(cpu: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", words)) or "unknown-cpu"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
             for line in file:
@@ -88,7 +88,7 @@ def describe_machine(device: str = "cpu") -> dict[str, Any]:
         torch_version = None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "architecture": platform.machine(),

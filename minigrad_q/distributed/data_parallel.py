@@ -15,6 +15,7 @@ that one process given the whole batch would (ChainerMN's multi-node optimizer, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,11 +50,13 @@ class DistributedOptimizer:
     """``DistributedOptimizer(optimizer, comm, bucket_bytes=BUCKET_BYTES)``: `optimizer` whose ``step``
     first averages the gradients over the ranks. ``param_groups``, ``state``, ``zero_grad``,
     ``state_dict`` and ``load_state_dict`` are the wrapped optimizer's (learning-rate schedules work
-    on it as on the optimizer itself)."""
+    on it as on the optimizer itself). ``averaging_seconds``: the host's wall time spent averaging so
+    far (packing, all-reduce, unpacking; on a GPU the launches, not the transfer)."""
 
     def __init__(self, optimizer: Any, comm: Communicator, bucket_bytes: int = BUCKET_BYTES) -> None:
         self.optimizer, self.comm, self.bucket_bytes = optimizer, comm, int(bucket_bytes)
         self._agreed: tuple[int, ...] | None = None  # the parameters with gradients, as the ranks last agreed
+        self.averaging_seconds = 0.0
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -87,6 +90,7 @@ class DistributedOptimizer:
 
     def average_gradients(self, samples: int | None = None) -> None:
         """Every gradient replaced by Σ_r n_r·g_r / Σ_r n_r over the ranks (n_r = `samples`, or 1)."""
+        start = time.perf_counter()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         present = tuple(i for i, p in enumerate(params) if p.grad is not None)
         if present != self._agreed:  # checked when it changes (a host exchange), not every step
@@ -98,6 +102,7 @@ class DistributedOptimizer:
         with no_grad():
             for bucket in self._buckets([params[i] for i in present]):
                 self._average(bucket, weight)
+        self.averaging_seconds += time.perf_counter() - start
 
     def _buckets(self, params: list[Tensor]) -> list[list[Tensor]]:
         """Consecutive parameters of one device and dtype, at most bucket_bytes each (one bigger parameter alone)."""

@@ -1,7 +1,7 @@
 """Programs the distributed tests run under mpiexec (``python program.py NAME ARGS...``), and in one
 process for the reference:
 
-- ``steps METHOD OUT``: 5 SGD steps of LeNet-5 in float64 on the digits, global batch 64, through the
+- ``steps METHOD OUT [DEVICE]``: 5 SGD steps of LeNet-5 in float64 on the digits, global batch 64, through the
   library's data-parallel API (a shard of each batch per rank, rank 0's weights broadcast, gradients
   averaged); METHOD is "float", a QAT method of quant.METHODS, or "batchnorm": a small CNN with
   BatchNorm synchronised over the ranks. Rank 0 (or the one process) writes the final state_dict to
@@ -20,17 +20,17 @@ from minigrad_q.models import build_model
 STEPS, BATCH = 5, 64
 
 
-def steps(method, comm=None, count=STEPS):
+def steps(method, comm=None, count=STEPS, device="cpu"):
     """The final state of `count` training steps, on this rank's shards (comm) or on whole batches (None)."""
     previous = mq.get_default_dtype()
     mq.set_default_dtype(mq.float64)
     try:
-        return _steps(method, comm, count)
+        return _steps(method, comm, count, device)
     finally:
         mq.set_default_dtype(previous)
 
 
-def _steps(method, comm, count):
+def _steps(method, comm, count, device):
     mq.manual_seed(0)
     model = build_model("lenet5", in_channels=1, num_classes=10, input_size=8)
     if method == "batchnorm":
@@ -40,16 +40,17 @@ def _steps(method, comm, count):
     elif method != "float":
         weight, act = quant.METHODS[method]
         model = quant.prepare_qat(model, weight=weight, act=act, wbits=4, abits=4)
+    model = model.to(device)
     optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     digits = data.load_dataset("digits", split="train")
-    images = mq.tensor(digits.images.astype(np.float64))
+    images = mq.tensor(digits.images.astype(np.float64), device=device)
     shard = None
     if comm is not None:
         distributed.broadcast_parameters(model, comm)
         optimizer = distributed.DistributedOptimizer(optimizer, comm)
         shard = (comm.rank, comm.size)
-    loader = data.DataLoader(data.TensorDataset(images, mq.tensor(digits.labels)), batch_size=BATCH, shuffle=True,
-                             seed=0, shard=shard)
+    loader = data.DataLoader(data.TensorDataset(images, mq.tensor(digits.labels, device=device)), batch_size=BATCH,
+                             shuffle=True, seed=0, shard=shard, device=device)
     model.train()
     for _, (x, y) in zip(range(count), loader):
         loss = mq.cross_entropy(model(x), y, label_smoothing=0.2)
@@ -65,8 +66,8 @@ def _steps(method, comm, count):
 def main(name, *args):
     comm = distributed.init()
     if name == "steps":
-        method, out = args
-        state = steps(method, comm)
+        method, out, *device = args
+        state = steps(method, comm, device=device[0] if device else "cpu")
         if comm.rank == 0:
             np.savez(out, **state)
     elif name == "crash":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minigrad_q as mq
 from minigrad_q import distributed, quant
 from minigrad_q.train import ConfigError, train
 
@@ -64,6 +65,22 @@ def test_ranks_take_the_steps_of_one_process_with_the_whole_batch(tmp_path, rank
         assert relative_difference(got[name], value) <= 1e-10, name
     initial = program.steps(method, count=0)
     assert all(not np.array_equal(expected[name], initial[name]) for name in initial if name.endswith("weight"))
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["float", "dsq"])
+def test_on_a_gpu_two_ranks_take_the_steps_of_one_process(tmp_path, method):
+    """Each rank on its GPU (NCCL), or both on one GPU (staged through host memory: NCCL refuses two ranks on
+    one device)."""
+    if not mq.backend.cuda_is_available():
+        pytest.skip("no CuPy/GPU on this machine")
+    out = tmp_path / "state.npz"
+    code, _, stderr, _ = mpiexec(sys.executable, str(PROGRAM), "steps", method, str(out), "cuda")
+    assert code == 0, stderr
+    expected, got = program.steps(method, device="cuda"), np.load(out)
+    for name, value in expected.items():
+        assert relative_difference(got[name], value) <= 1e-10, name
 
 
 @needs_mpi
