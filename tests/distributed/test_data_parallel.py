@@ -152,3 +152,11 @@ def test_distributed_training_outside_mpiexec_is_refused(monkeypatch):
 def test_sync_batchnorm_needs_a_distributed_run():
     with pytest.raises(ConfigError, match="sync-batchnorm .* add --distributed"):
         train(sync_batchnorm=True, epochs=1, verbose=False)
+
+
+def test_distributed_training_without_mpi4py_is_refused_with_the_install_line(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "1")  # as if started by mpiexec
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if mpi4py were not installed
+    monkeypatch.setattr(distributed, "_world", None)
+    with pytest.raises(ConfigError, match=r"needs mpi4py and an MPI library: pip install -e '.\[mpi\]'"):
+        train(distributed=True, epochs=1, verbose=False)
