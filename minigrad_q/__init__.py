@@ -1,6 +1,6 @@
 """minigrad_q: a small reverse-mode autograd engine on NumPy/CuPy for transparent quantization-aware training."""
 
-from . import autograd, backend, checkpoint, data, inspect, models, nn, ops, optim, quant, storage
+from . import autograd, backend, checkpoint, data, distributed, inspect, models, nn, onnx, ops, optim, quant, storage
 from .backend import (
     DeviceError,
     bool_,

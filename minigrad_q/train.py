@@ -42,7 +42,7 @@ from .models import MODELS, build_model
 from .ops import cross_entropy
 from .quant import METHOD_OPTIONS, METHODS, NonFiniteGrid
 
-__all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "RUN_FIELDS"]
+__all__ = ["TrainConfig", "ConfigError", "TrainingDiverged", "train", "evaluate", "model_from_checkpoint", "RUN_FIELDS"]
 
 OPTIMIZERS = ("sgd", "adam")
 # settings that define the run: a resumed run must use the checkpoint's values
@@ -476,6 +476,20 @@ def _convert(config: TrainConfig, model: Any, test_loader: Any, summary: dict[st
     _say(config, f"integer model: test accuracy {integer['accuracy']:.2%} (fake-quant model "
                  f"{summary['test_accuracy']:.2%}); predictions agree on {integer['agreement']:.2%} "
                  f"of the test images{saved}")
+
+
+def model_from_checkpoint(path: str) -> tuple[nn.Module, Any, TrainConfig]:
+    """(model in eval mode, checkpoint, its run's settings) of a `train --save` checkpoint: the named model,
+    its QAT layers rebuilt as the run made them when it was quantized, the saved weights restored."""
+    saved = checkpoint.load(path)
+    settings = {name: saved.config[name] for name in (*RUN_FIELDS, "epochs", "data_dir") if name in saved.config}
+    try:
+        config = TrainConfig(**settings).resolved()
+        model = _model(dataclasses.replace(config, init_from=None), saved.model["options"])
+        checkpoint.restore(saved, model)
+    except (KeyError, TypeError, ValueError) as error:
+        raise checkpoint.CheckpointError(f"checkpoint {path}: cannot rebuild its model ({error})") from None
+    return model.eval(), saved, config
 
 
 def float_checkpoint_path(checkpoint_path: str) -> str:

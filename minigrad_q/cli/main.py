@@ -1,4 +1,5 @@
-"""The ``minigrad-q`` command: ``info``, ``gradcheck``, ``train``, ``plot``, ``bench``, ``inspect``, ``plot-quantizer``.
+"""The ``minigrad-q`` command: ``info``, ``gradcheck``, ``train``, ``plot``, ``export``, ``bench``, ``inspect``,
+``plot-quantizer``.
 
 Each command is a module here with ``add_command(commands)``, which registers its options and its
 ``run(args) -> exit code``. A mistake by the user (unknown op, missing GPU, bad path) is a
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__, backend
-from . import bench, gradcheck, info, inspect, plot, train
+from . import bench, export, gradcheck, info, inspect, plot, train
 from .usage import UsageError
 
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minigrad-q {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for command in (info, gradcheck, train, plot, bench, inspect):
+    for command in (info, gradcheck, train, plot, export, bench, inspect):
         command.add_command(commands)
     return parser
 

@@ -5,7 +5,7 @@ prepare_qat, and conversion to integer-only inference. The math is in docs/quant
 from .dsq import dsq, dsq_soft
 from .fake_quant import fake_quant, round_ste
 from .grad_scale import grad_scale, lsq_gradient_scale
-from .integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, load_integer_model
+from .integer import IntegerModel, IntegerModelError, RequantizationOverflow, convert, layers_in_order, load_integer_model
 from .lsq import lsq, lsq_init_step, lsq_surrogate
 from .modules import DSQQuantizer, FakeQuantize, LSQQuantizer, PACTQuantizer, QuantNoiseQuantizer
 from .noise import quant_noise, quant_noise_mask
@@ -40,5 +40,5 @@ __all__ = [
     "QuantConv2d", "QuantLinear", "prepare_qat", "quantizer_state", "METHODS", "WEIGHT_METHODS", "ACT_METHODS", "METHOD_OPTIONS",
     "dsq_alpha_penalty",
     "dsq_alpha_schedule",
-    "convert", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",
+    "convert", "layers_in_order", "IntegerModel", "IntegerModelError", "RequantizationOverflow", "load_integer_model",
 ]

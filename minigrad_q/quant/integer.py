@@ -120,12 +120,12 @@ class IntegerModel(nn.Sequential):
 
 
 # ---------------------------------------------------------------- convert
-def _leaves(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+def layers_in_order(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     """(path, layer) in execution order, looking inside plain Sequentials."""
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         found = []
         for name, child in module.named_children():
-            found += _leaves(child, f"{prefix}.{name}" if prefix else name)
+            found += layers_in_order(child, f"{prefix}.{name}" if prefix else name)
         return found
     return [(prefix or type(module).__name__, module)]
 
@@ -261,7 +261,7 @@ def convert(model: nn.Module) -> IntegerModel:
     then the logits differ by float rounding only (below one output step s_x·s_w)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert: expected an nn.Module, got {type(model).__name__}")
-    leaves = _leaves(model)
+    leaves = layers_in_order(model)
     quantized = [i for i, (_, layer) in enumerate(leaves) if _is_quantized(layer)]
     if not quantized:
         raise ValueError(f"convert: {type(model).__name__} has no quantized layer (a Conv2d/Linear with weight_quant and "
