@@ -29,8 +29,9 @@ COMMANDS = [
      "--save dsq.safetensors --no-progress"),
     ("Export it as a QDQ graph, and check the file in onnxruntime on the test set:",
      "minigrad-q export dsq.safetensors --onnx dsq.onnx"),
-    ("Look at what was written:",
-     "python -c \"import onnx; m = onnx.load('dsq.onnx'); print(sorted({n.op_type for n in m.graph.node}))\""),
+    ("Export the integer model instead (`quant.convert`'s: ConvInteger / MatMulInteger and integer requantization, "
+     "no float Conv on the quantized path), and check it against the integer model:",
+     "minigrad-q export dsq.safetensors --onnx dsq.int.onnx --integer"),
     ("Run it in onnxruntime, with nothing of minigrad_q but the dataset reader:",
      f"python -c \"{RUN_IN_ONNXRUNTIME}\""),
 ]
@@ -76,10 +77,15 @@ def main() -> None:
         "The tests allow it on at most 1% of the images, and require the predicted class to agree on 99.9%.",
         "- **Float export.** The logits of a float model agree to 1e-5 of the largest logit.",
         "",
+        "- **Integer export.** `--integer` writes the integer model with integer operators: QuantizeLinear for the "
+        "input, ConvInteger / MatMulInteger plus the int32 bias, requantization in int64 (multiply, shift with "
+        "rounding half to even, clamp), max-pool on the accumulators, and a float Dequantize at the end. It computes "
+        "the integer model's output exactly (the tests require 100% agreement).",
+        "",
         "Not exported: layers outside the chain of a Sequential, and ops without an ONNX form here. The export "
         "names such a layer and its path, and writes nothing. A checkpoint is exported as it was trained: "
-        "`--format float` for a QAT run, or `--format qdq` for a float one, is refused with the reason. "
-        "The integer model of `--convert` (QLinearConv / ConvInteger) is not exported yet.",
+        "`--format float` for a QAT run, or `--format qdq` or `--integer` for a float one, is refused with the "
+        "reason.",
     ]
     partial = PAGE + ".tmp"
     with open(partial, "w", encoding="utf-8") as file:

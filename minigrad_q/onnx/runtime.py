@@ -69,13 +69,13 @@ def output_step(model: nn.Module) -> Any:
 
 
 def compare(model: nn.Module, path: str | os.PathLike[str], images: Any, batch_size: int = 1000) -> Agreement:
-    """`model` (in eval mode) against onnxruntime's run of its export at `path`, on `images`."""
+    """`model` (in eval mode; an IntegerModel too) against onnxruntime's run of its export at `path`, on `images`."""
     was_training = model.training
     model.eval()
     try:
         ours, theirs = [], []
         data = images.data if isinstance(images, Tensor) else images
-        device = next(iter(model.parameters())).device
+        device = next(iter([*model.parameters(), *model.buffers()])).device
         for start in range(0, data.shape[0], batch_size):
             chunk = data[start:start + batch_size]
             with no_grad():

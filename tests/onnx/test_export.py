@@ -161,3 +161,28 @@ def test_the_export_command_writes_checks_and_refuses_the_wrong_kind(tmp_path_fa
     assert main(["export", float_path, "--onnx", str(tmp_path / "missing" / "f.onnx")]) == 2
     assert "its folder" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["q.onnx"]
+
+
+# ---------------------------------------------------------------- the integer model
+@pytest.mark.parametrize("method, bits", [(method, 4) for method in quant.METHODS] + [("ste", 8), ("lsq", 2)])
+def test_the_integer_model_exports_as_integer_operators_and_agrees_exactly(tmp_path_factory, tmp_path, method, bits):
+    model, _ = trained(tmp_path_factory, f"int-{method}{bits}", epochs=2, quant=method, wbits=bits, abits=bits)
+    integer_model = quant.convert(model)
+    path = tmp_path / "integer.onnx"
+    mq.onnx.export_integer(integer_model, mq.tensor(DIGITS.images[:1]), path)
+    kinds = op_types(path)
+    assert "ConvInteger" in kinds and "MatMulInteger" in kinds and "QuantizeLinear" in kinds
+    assert not {"Conv", "Gemm", "MatMul"} & set(kinds)  # no float Conv or GEMM on the quantized path
+    agreement = compare(integer_model, path, DIGITS.images)
+    assert agreement.class_agreement == 1.0 and agreement.max_abs_difference == 0.0, str(agreement)
+
+
+def test_the_export_command_writes_the_integer_model_of_a_qat_run_only(tmp_path_factory, tmp_path, capsys):
+    _, float_path = trained(tmp_path_factory, "cli-int-float", epochs=1)
+    _, qat_path = trained(tmp_path_factory, "cli-int-qat", epochs=2, quant="lsq")
+    assert main(["export", qat_path, "--onnx", str(tmp_path / "i.onnx"), "--integer"]) == 0
+    printed = capsys.readouterr().out
+    assert "integer operators with lsq W4A4" in printed and "the integer model of quant.convert" in printed
+    assert "predicted class agrees on 100.00%; logits differ by at most 0 " in printed
+    assert main(["export", float_path, "--onnx", str(tmp_path / "f.onnx"), "--integer"]) == 2
+    assert "cannot be exported as integer: it was trained in float" in capsys.readouterr().err
