@@ -12,6 +12,7 @@ import ctypes
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,8 +66,19 @@ _DTYPE_NAMES = {
 
 _default_dtype = float32
 _cupy: Any = None
-_generators: dict[str, Any] = {}
-_seed: int | None = None
+_seed: int | None = None  # the last manual_seed of any thread: where a thread's generators start
+
+
+class _ThreadGenerators(threading.local):
+    """Each thread's generators, one per device: threads draw independently, so a run in a thread
+    draws the same numbers whatever other threads do meanwhile."""
+
+    def __init__(self) -> None:
+        self.seed = _seed
+        self.by_device: dict[str, Any] = {}
+
+
+_generators = _ThreadGenerators()
 
 
 class DeviceError(RuntimeError):
@@ -449,23 +461,25 @@ def import_effects() -> list[tuple[str, str, str]]:
 
 # ---------------------------------------------------------------- random
 def manual_seed(seed: int) -> None:
-    """Seed the generators of every device (cpu now, cuda ones when first used)."""
+    """Seed this thread's generators of every device (cpu now, cuda ones when first used); threads that
+    draw for the first time later start from this seed too."""
     global _seed
     _seed = int(seed)
-    _generators.clear()
+    _generators.seed = _seed
+    _generators.by_device.clear()
 
 
 def generator(device: str) -> Any:
-    """The random generator of `device` (numpy/cupy Generator, seeded by manual_seed)."""
-    gen = _generators.get(device)
+    """This thread's random generator of `device` (numpy/cupy Generator, seeded by manual_seed)."""
+    gen = _generators.by_device.get(device)
     if gen is None:
         xp = array_module(device)
         if device == "cpu":
-            gen = xp.random.default_rng(_seed)
+            gen = xp.random.default_rng(_generators.seed)
         else:
             with xp.cuda.Device(int(device[5:])):
-                gen = xp.random.default_rng(_seed)
-        _generators[device] = gen
+                gen = xp.random.default_rng(_generators.seed)
+        _generators.by_device[device] = gen
     return gen
 
 

@@ -1,18 +1,25 @@
-"""Grad mode, anomaly mode and the recorder: the switches that Function.apply reads on every call."""
+"""Grad mode, anomaly mode and the recorder: the switches that Function.apply reads on every call.
+
+Each thread has its own switches, as torch's grad mode is per thread: one thread's ``no_grad`` leaves
+another thread's autograd alone, and a new thread starts with grad mode on, anomaly mode off and no
+recorder.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 
-class _Switches:
-    grad_enabled = True
-    anomaly = False
-    # The active recorder of minigrad_q.inspect.record(), or None (recording off, the default).
-    # Function.apply, the engine's backward loop and Module.__call__ each check it once.
-    recorder: Any = None
+class _Switches(threading.local):
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.anomaly = False
+        # The active recorder of minigrad_q.inspect.record(), or None (recording off, the default).
+        # Function.apply, the engine's backward loop and Module.__call__ each check it once.
+        self.recorder: Any = None
 
 
 state = _Switches()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import ctypes
 import os
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_size = 0
 _blas: list[Any] | None = None
+_local: list[Any] | None = None
 
 
 def blas_controllers() -> list[Any]:
@@ -53,20 +55,48 @@ def equal_chunks(n: int, most: int, threads: int) -> tuple[list[tuple[int, int]]
     return list(zip(bounds[:-1], bounds[1:])), workers
 
 
+def _local_setters() -> list[Callable[[int], int]]:
+    """openblas_set_num_threads_local of each loaded OpenBLAS that has it (0.3.27 on): it sets the BLAS thread
+    count of the calling thread alone and returns the previous one. (openblas_set_num_threads is
+    process-wide and does not take effect when called from a thread other than the main one.)"""
+    global _local
+    if _local is None:
+        _local = []
+        for controller in blas_controllers():
+            setter = getattr(getattr(controller, "dynlib", None), "openblas_set_num_threads_local", None)
+            if setter is not None:
+                setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+                _local.append(setter)
+    return _local
+
+
+def _one_blas_thread(work: Callable[[list[int]], Any], chunks: list[int]) -> Any:
+    """work(chunks) with this thread's BLAS on one thread."""
+    setters = _local_setters()
+    previous = [setter(1) for setter in setters]
+    try:
+        return work(chunks)
+    finally:
+        for setter, count in zip(setters, previous):
+            setter(count)
+
+
 def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, blas: bool = True) -> list[Any]:
     """[work(chunk indices of worker w) for w in range(workers)]: worker w takes chunks w, w + T, ...;
     worker 0 is the calling thread. When the work calls BLAS (`blas`), BLAS runs single-threaded
-    meanwhile, also with one worker."""
+    meanwhile in each worker, also with one worker: per thread where OpenBLAS allows it (so the result
+    does not depend on the thread that calls, nor on other threads), else process-wide."""
     if workers <= 1 and not blas:
         return [work(list(range(chunks)))]
-    controllers = blas_controllers() if blas else []
+    run = _one_blas_thread if blas and _local_setters() else (lambda task, indices: task(indices))
+    controllers = blas_controllers() if blas and not _local_setters() else []
     saved = [c.get_num_threads() for c in controllers]
     for c, count in zip(controllers, saved):
         if count != 1:
             c.set_num_threads(1)
     try:
         if workers <= 1:
-            return [work(list(range(chunks)))]
+            return [run(work, list(range(chunks)))]
         global _pool, _pool_size
         if _pool is None or _pool_size < workers - 1:
             if _pool is not None:
@@ -74,9 +104,9 @@ def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, 
             _pool = concurrent.futures.ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad_q-worker")
             _pool_size = workers - 1
         # each worker runs in a copy of this thread's context: NumPy's errstate, for one, holds there too
-        futures = [_pool.submit(contextvars.copy_context().run, work, list(range(w, chunks, workers)))
+        futures = [_pool.submit(contextvars.copy_context().run, run, work, list(range(w, chunks, workers)))
                    for w in range(1, workers)]
-        return [work(list(range(0, chunks, workers)))] + [f.result() for f in futures]
+        return [run(work, list(range(0, chunks, workers)))] + [f.result() for f in futures]
     finally:
         for c, count in zip(controllers, saved):
             if count != 1:
