@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,8 +153,14 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be {'>= 0' if name == 'epochs' else 'at least 1'}, got {value!r}")
     if config.train_size is not None and config.train_size < 1:
         raise ConfigError(f"train-size must be at least 1, got {config.train_size}")
-    if config.lr is not None and not config.lr > 0:
-        raise ConfigError(f"lr must be positive, got {config.lr}")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {config.seed!r}")
+    if config.lr is not None and not 0 < config.lr < math.inf:
+        raise ConfigError(f"lr must be positive and finite, got {config.lr}")
+    for name in ("momentum", "weight_decay"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(f"{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.quant is not None and config.quant not in METHODS:
@@ -171,6 +179,10 @@ def _check(config: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
             also = " or 'same'" if name == "first_last_bits" else ""
             raise ConfigError(f"{name.replace('_', '-')} must be an integer from 1 to 8{also}, got {value!r}")
+    signed_bits = (config.wbits, config.first_last_bits, config.abits if config.first_last_bits == "same" else None)
+    if config.quant == "lsq" and 1 in signed_bits:  # weights, and the first layer's input (the raw image), are signed
+        raise ConfigError("lsq needs at least 2 bits for weights and for the first layer's (signed) input: a signed "
+                          "1-bit grid [-1, 0] has no positive level for LSQ's step")
     if config.qnoise_p is not None and not 0 <= config.qnoise_p <= 1:
         raise ConfigError(f"qnoise-p must be in [0, 1], got {config.qnoise_p}")
     if config.dsq_alpha is not None and not 0 < config.dsq_alpha < 1:
@@ -190,10 +202,25 @@ def _check(config: TrainConfig) -> None:
     if config.resume and not os.path.isfile(config.resume):
         raise ConfigError(f"checkpoint {config.resume} to resume from does not exist")
     for path in (config.save, config.json_path):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise ConfigError(f"cannot write {path}: its folder does not exist")
+        if path:
+            _check_writable(path)
     if config.sync_batchnorm and not config.distributed:
         raise ConfigError("sync-batchnorm synchronises BatchNorm over the ranks of a distributed run: add --distributed")
+
+
+def _check_writable(path: str) -> None:
+    """A file can be written at `path` (an existing file is replaced), tried before any training: a temporary
+    file is made beside it and removed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write {path}: its folder does not exist")
+    if os.path.isdir(path):
+        raise ConfigError(f"cannot write {path}: it is a folder; give a file name in it")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".minigrad_q-write-test-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _communicator(config: TrainConfig) -> distributed.Communicator | None:
@@ -228,6 +255,9 @@ def _datasets(config: TrainConfig) -> tuple[Any, Any]:
         test_set = data.load_dataset(config.dataset, split="test", data_dir=config.data_dir)
     except (ValueError, OSError, RuntimeError) as error:  # unknown name, missing or damaged files: the loader says which
         raise ConfigError(str(error)) from None
+    if config.train_size is not None and config.train_size > len(train_set):
+        _say(config, f"train-size {config.train_size:,} is more than the {len(train_set):,} training images of "
+                     f"{config.dataset}: training on all of them")
     if config.train_size is not None and config.train_size < len(train_set):
         size = config.train_size
         train_set = data.ImageDataset(

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .. import backend, bench
-from .usage import UsageError
+from .usage import UsageError, check_at_least
 
 BENCH_MODES = (*bench.MODES, "profile")
 
@@ -16,18 +16,12 @@ def run(args: argparse.Namespace) -> int:
     modes = [mode for mode in BENCH_MODES if getattr(args, mode)]
     if not modes:
         raise UsageError("bench: choose what to measure: " + ", ".join(f"--{mode}" for mode in BENCH_MODES))
-    if args.repeat < 1:
-        raise UsageError(f"bench: --repeat must be at least 1, got {args.repeat}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"bench: --threads must be at least 1, got {args.threads}")
+    check_at_least("bench", {"--repeat": args.repeat, "--threads": args.threads, "--rss-steps": args.rss_steps,
+                             "--large-size": args.large_size, "--quant-size": args.quant_size}, 1)
     for path in (args.json, args.markdown):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"bench: cannot write {path}: its folder does not exist")
     device = backend.parse_device(args.device)
-    if args.rss_steps < 1:
-        raise UsageError(f"bench: --rss-steps must be at least 1, got {args.rss_steps}")
-    if args.quant_size < 1:
-        raise UsageError(f"bench: --quant-size must be at least 1, got {args.quant_size}")
     if "profile" in modes:
         print(f"where one LeNet-5 training step (batch 128, 1x28x28, SGD) spends its time on {device}:")
         print(bench.profile_step("lenet5", device=device).table(by="op") + "\n")
@@ -64,12 +58,16 @@ def add_command(commands: Any) -> None:
     modes.add_argument("--quant", action="store_true", help="quantizers forward+backward, 16M elements, vs torch and a copy")
     modes.add_argument("--profile", action="store_true", help="time per op type of one LeNet-5 training step (the tape)")
     command.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    command.add_argument("--repeat", type=int, default=7, help="timed runs per case; the median is reported (default 7)")
-    command.add_argument("--threads", type=int, help="PyTorch intra-op threads for the matched run (default: 1 for "
-                       "--overhead, NumPy's BLAS thread count for the CNN modes and --quant)")
+    command.add_argument("--repeat", type=int, default=7,
+                         help="timed runs per case; the median is reported (default 7)")
+    command.add_argument("--threads", type=int,
+                         help="PyTorch intra-op threads for the matched run (default: 1 for "
+                              "--overhead, NumPy's BLAS thread count for the CNN modes and --quant)")
     command.add_argument("--rss-steps", type=int, default=200, help="training steps of --rss (default 200)")
-    command.add_argument("--large-size", type=int, default=1_000_000, help="elements of the large case (default 1M)")
-    command.add_argument("--quant-size", type=int, default=1 << 24, help="elements of --quant's tensor (default 16M)")
+    command.add_argument("--large-size", type=int, default=1_000_000,
+                         help="elements of the large case (default 1M)")
+    command.add_argument("--quant-size", type=int, default=1 << 24,
+                         help="elements of --quant's tensor (default 16M)")
     command.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     command.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (docs/benchmarks.md)")
     command.set_defaults(run=run)

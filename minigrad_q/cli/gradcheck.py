@@ -12,7 +12,7 @@ from ..gradcheck import GradcheckError
 from ..inspect import format_table
 from ..specs import SPECS
 from ..testing import RandomDraw, check_spec
-from .usage import UsageError
+from .usage import UsageError, check_at_least
 
 
 def _select_specs(op: str | None) -> list[Any]:
@@ -56,8 +56,8 @@ def _check_one(spec: Any, device: str, seed: int, cases: int) -> tuple[str, floa
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.cases < 1:
-        raise UsageError(f"gradcheck: --cases must be at least 1, got {args.cases}")
+    check_at_least("gradcheck", {"--cases": args.cases}, 1)
+    check_at_least("gradcheck", {"--seed": args.seed}, 0)
     device = backend.parse_device(args.device)
     specs = _select_specs(args.op)
     rows, failures = [], []

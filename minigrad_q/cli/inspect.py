@@ -24,7 +24,7 @@ from ..core import no_grad
 from ..models import MODELS, build_model
 from ..nn.functional import cross_entropy
 from ..quant.qat import WEIGHT_METHODS
-from .usage import UsageError
+from .usage import UsageError, check_at_least
 
 
 def _names(text: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -92,7 +92,11 @@ def _tape_of_one_step(model: Any, images: Any, labels: Any, method: str, bits: i
 
 def run_inspect(args: argparse.Namespace) -> int:
     methods = _names(args.methods, WEIGHT_METHODS, "methods")
+    check_at_least("inspect", {"--epochs": args.epochs, "--batch-size": args.batch_size}, 1)
+    check_at_least("inspect", {"--seed": args.seed}, 0)
     bits = _numbers(args.bits, int, "--bits")
+    if not bits or not all(1 <= b <= 8 for b in bits):
+        raise UsageError(f"inspect: --bits must list bit widths from 1 to 8, got {args.bits!r}")
     if args.model not in MODELS:
         raise UsageError(f"inspect: unknown model {args.model!r}; known models: {', '.join(sorted(MODELS))}")
     os.makedirs(args.out, exist_ok=True)
@@ -153,6 +157,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_plot_quantizer(args: argparse.Namespace) -> int:
+    check_at_least("plot-quantizer", {"--bits": args.bits}, 1)
     alphas = _numbers(args.alpha, float, "--alpha")
     span = _numbers(args.range, float, "--range") if args.range else None
     if span is not None and len(span) != 2:
@@ -182,7 +187,8 @@ def add_command(commands: Any) -> None:
     look.add_argument("--methods", default="ste,dsq,lsq,qnoise", help="weight methods (default ste,dsq,lsq,qnoise)")
     look.add_argument("--bits", default="8,4,2", help="bit widths (default 8,4,2)")
     look.add_argument("--checkpoint", metavar="PATH", help="a float model saved by minigrad-q train --save")
-    look.add_argument("--epochs", type=int, default=5, help="epochs of the float run without --checkpoint (default 5)")
+    look.add_argument("--epochs", type=int, default=5,
+                      help="epochs of the float run without --checkpoint (default 5)")
     look.add_argument("--batch-size", type=int, default=64, help="images in the compared batch (default 64)")
     look.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     look.add_argument("--out", default="inspect-out", help="output folder (default ./inspect-out)")

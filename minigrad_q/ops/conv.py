@@ -166,6 +166,9 @@ def _check_arguments(input: Any, weight: Any, bias: Any, stride: Any, dilation: 
             raise RuntimeError(f"conv2d: input is {input.dtype} but {name} is {tensor.dtype}; convert one with .to(dtype)")
     if not backend.is_floating(input.dtype):
         raise TypeError(f"conv2d: expected floating-point tensors, got {input.dtype}")
+    if 0 in weight.shape[2:]:
+        raise ValueError(f"conv2d: the kernel must be at least 1x1, got {weight.shape[2]}x{weight.shape[3]} "
+                         f"(weight shape {weight.shape})")
     groups = integer("conv2d", "groups", groups, 1)
     stride_hw, dilation_hw = pair("conv2d", "stride", stride, 1), pair("conv2d", "dilation", dilation, 1)
     out_channels, group_channels = weight.shape[:2]

@@ -28,7 +28,7 @@ from ..ops.selection import clamp
 from ..specs import Draw, register_spec
 from ._fused import fused_kernels
 from .fake_quant import broadcast_param, check_quant_args, laid_out, sample_quant_args
-from .qparams import check_param, expand, sum_to_channels
+from .qparams import NonFiniteGrid, check_param, expand, sum_to_channels
 
 __all__ = ["dsq", "dsq_soft"]
 
@@ -84,7 +84,10 @@ def _check_alpha(op: str, alpha: Any, x: Tensor, axis: int | None) -> None:
         if alpha.dtype.kind != "f":
             raise TypeError(f"{op}: alpha must be a floating point Tensor, got dtype {alpha.dtype}")
         if alpha.device == "cpu" and not bool(((alpha.data > 0) & (alpha.data < 1)).all()):
-            raise ValueError(f"{op}: alpha must lie in (0, 1), got {alpha.data.tolist()}")
+            message = f"{op}: alpha must lie in (0, 1), got {alpha.data.tolist()}"
+            if bool((alpha.data != alpha.data).any()):  # a learned alpha that went NaN: training diverged
+                raise NonFiniteGrid(message + " (a learned alpha became NaN; has training diverged?)")
+            raise ValueError(message)
     elif not 0 < alpha < 1:
         raise ValueError(f"{op}: alpha must lie in (0, 1) (0 and 1 divide by zero, (1, 2) inverts the curve), got {alpha!r}")
 

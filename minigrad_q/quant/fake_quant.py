@@ -73,8 +73,9 @@ class RoundSTE(Function):
 # ---------------------------------------------------------------- public functions
 def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qmax: Any,
                      axis: Any) -> tuple[int, int, int | None]:
-    """The checks every affine quantizer makes: x a float Tensor, qmin < qmax, scale > 0, an
-    integer zero point, per-channel shapes matching x along axis. Returns (qmin, qmax, axis)."""
+    """The checks every affine quantizer makes: x a float Tensor, qmin < qmax, a finite scale > 0, an
+    integer zero point in [qmin, qmax] (torch's rule), per-channel shapes matching x along axis. Values
+    held in GPU tensors are not read (that would stall the device). Returns (qmin, qmax, axis)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
     if x.dtype.kind != "f":
@@ -87,8 +88,14 @@ def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qm
         values = zero_point.data
         if zero_point.device == "cpu" and values.dtype.kind == "f" and not bool((values == _numpy.rint(values)).all()):
             raise ValueError(f"{op}: zero_point must hold integers, got {values.tolist()}")
+        outside = zero_point.device == "cpu" and values.size and not bool(((values >= qmin) & (values <= qmax)).all())
     elif not (math.isfinite(zero_point) and float(zero_point).is_integer()):
         raise ValueError(f"{op}: zero_point must be an integer, got {zero_point!r}")
+    else:
+        outside = not qmin <= zero_point <= qmax
+    if outside:
+        shown = zero_point.data.tolist() if isinstance(zero_point, Tensor) else zero_point
+        raise ValueError(f"{op}: zero_point must lie between quant_min and quant_max [{qmin}, {qmax}], got {shown}")
     return qmin, qmax, axis
 
 

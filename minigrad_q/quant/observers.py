@@ -30,7 +30,7 @@ from .. import backend
 from ..core import Tensor, collective
 from ..core.validate import flag, integer, normalize_dim
 from ..nn.module import Module
-from .qparams import FLOAT32_EPS, check_qrange, minmax_qparams
+from .qparams import FLOAT32_EPS, NonFiniteGrid, check_qrange, minmax_qparams
 
 __all__ = [
     "MinMaxObserver",
@@ -84,7 +84,11 @@ class _MinMaxObserverBase(Module):
             axis = self._channel_axis(x)
             others = tuple(d for d in range(x.ndim) if d != axis)
             current_min, current_max = data.min(axis=others), data.max(axis=others)
-        self._record(x.xp, x.device, collective.all_min(current_min), collective.all_max(current_max))
+        current_min, current_max = collective.all_min(current_min), collective.all_max(current_max)
+        if x.device == "cpu" and not (backend.is_finite_all(current_min) and backend.is_finite_all(current_max)):
+            raise NonFiniteGrid(f"{type(self).__name__}: the input holds NaN or inf (min {current_min}, max "
+                                f"{current_max}); nothing was recorded (has training diverged?)")
+        self._record(x.xp, x.device, current_min, current_max)
         return x
 
     def _channel_axis(self, x: Tensor) -> int:
@@ -106,6 +110,9 @@ class _MinMaxObserverBase(Module):
         min_val, max_val = self.min_val.data, self.max_val.data
         if self.min_val.device != device:
             min_val, max_val = backend.to_device(min_val, device), backend.to_device(max_val, device)
+        if device != "cpu":  # not read back to check: a batch with NaN or inf leaves the range as it was
+            finite = xp.isfinite(current_min) & xp.isfinite(current_max)
+            current_min, current_max = xp.where(finite, current_min, min_val), xp.where(finite, current_max, max_val)
         constant = self.averaging_constant
         if constant is None:
             new_min, new_max = xp.minimum(min_val, current_min), xp.maximum(max_val, current_max)

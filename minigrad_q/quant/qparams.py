@@ -10,11 +10,15 @@ Per-channel parameters are 1-d with one entry per slice of x along ``axis``; ins
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
+from .. import backend
 from ..core import Tensor
 from ..core.validate import normalize_dim
+
+_numpy = backend.array_module("cpu")
 
 
 class NonFiniteGrid(ValueError):
@@ -86,14 +90,14 @@ def check_param(op: str, name: str, value: Any, x: Tensor, axis: int | None, pos
         if axis is not None and value.shape not in ((x.shape[axis],), (1,), ()):
             raise ValueError(f"{op}: per-channel {name} must have shape ({x.shape[axis]},) for input "
                              f"{x.shape} along axis {axis}, got {value.shape}")
-        if positive and value.device == "cpu" and not bool((value.data > 0).all()):
-            message = f"{op}: {name} must be positive, got min {float(value.data.min())}"
-            if bool((value.data != value.data).any()):
-                raise NonFiniteGrid(message + " (NaN: the tensor it was observed from held NaN or inf; "
+        if positive and value.device == "cpu" and not bool(((value.data > 0) & (value.data < _numpy.inf)).all()):
+            message = f"{op}: {name} must be positive and finite, got {value.data.tolist()}"
+            if not bool(_numpy.isfinite(value.data).all()):
+                raise NonFiniteGrid(message + " (the tensor it was observed from held NaN or inf; "
                                               "has training diverged?)")
             raise ValueError(message)
-    elif positive and not value > 0:
-        raise ValueError(f"{op}: {name} must be positive, got {value!r}")
+    elif positive and not 0 < value < math.inf:
+        raise ValueError(f"{op}: {name} must be positive and finite, got {value!r}")
     return value
 
 
@@ -124,7 +128,14 @@ def minmax_qparams(xp: Any, min_val: Any, max_val: Any, qmin: int, qmax: int, sy
     The range always includes 0: lo = min(min_val, 0), hi = max(max_val, 0). Affine:
     s = (hi - lo) / (qmax - qmin), z = clamp(qmin - round(lo / s), qmin, qmax). Symmetric:
     s = max(-lo, hi) / ((qmax - qmin) / 2), z = 0 for a signed range, (qmin + qmax + 1) // 2 otherwise.
-    s is floored at `eps`. Rounding is half-to-even."""
+    s is floored at `eps`. Rounding is half-to-even. NaN or inf in NumPy min/max is an error
+    (NonFiniteGrid), except min = +inf with max = -inf, an observer's "nothing observed yet"; CuPy
+    arrays are not read (that would stall the GPU)."""
+    if xp is _numpy:
+        unobserved = _numpy.isposinf(min_val) & _numpy.isneginf(max_val)
+        if not (unobserved | (_numpy.isfinite(min_val) & _numpy.isfinite(max_val))).all():
+            raise NonFiniteGrid(f"minmax_qparams: min and max must be finite, got min {_numpy.asarray(min_val).tolist()} "
+                                f"and max {_numpy.asarray(max_val).tolist()} (observed from NaN or inf?)")
     lo = xp.minimum(min_val, 0)
     hi = xp.maximum(max_val, 0)
     if symmetric:

@@ -150,7 +150,7 @@ def test_round_ste_rounds_half_to_even_with_identity_gradient(device):
 @pytest.mark.parametrize("args, kwargs, error, match", [
     ((0.1, 0, 7, 7), {}, ValueError, "fake_quant: qmin must be less than qmax, got qmin=7, qmax=7"),
     ((0.1, 0, 8, -8), {}, ValueError, "qmin must be less than qmax"),
-    ((0.0, 0, -8, 7), {}, ValueError, "fake_quant: scale must be positive, got 0.0"),
+    ((0.0, 0, -8, 7), {}, ValueError, "fake_quant: scale must be positive and finite, got 0.0"),
     ((-0.5, 0, -8, 7), {}, ValueError, "scale must be positive"),
     ((0.1, 0.5, -8, 7), {}, ValueError, "fake_quant: zero_point must be an integer, got 0.5"),
     ((0.1, 0, -8.0, 7), {}, TypeError, "fake_quant: qmin must be an int"),

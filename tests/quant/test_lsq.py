@@ -164,9 +164,9 @@ def test_signed_one_bit_is_an_error():
 
 def test_bad_input_errors():
     x = const(rng.standard_normal((3, 4)))
-    with pytest.raises(ValueError, match=r"lsq: step must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"lsq: step must be positive and finite, got 0"):
         lsq(x, 0.0, -8, 7)
-    with pytest.raises(ValueError, match=r"lsq: step must be positive, got min -0.5"):
+    with pytest.raises(ValueError, match=r"lsq: step must be positive and finite, got \[0.5, -0.5, 0.1\]"):
         lsq(x, const([0.5, -0.5, 0.1]), -8, 7, axis=0)
     with pytest.raises(ValueError, match=r"lsq: per-channel step must have shape \(3,\) .* got \(4,\)"):
         lsq(x, const([0.5] * 4), -8, 7, axis=0)

@@ -205,7 +205,7 @@ def test_bad_input_errors():
         quant_noise(w, 0.5, 4, block_size=2, mask=mq.ones(6, 8, dtype=mq.bool_))
     with pytest.raises(TypeError, match=r"quant_noise: mask must be a bool Tensor .* got a float32 Tensor"):
         quant_noise(w, 0.5, 4, mask=mq.ones(6, 8))
-    with pytest.raises(ValueError, match=r"quant_noise: scale must be positive, got -0.1"):
+    with pytest.raises(ValueError, match=r"quant_noise: scale must be positive and finite, got -0.1"):
         quant_noise(w, 0.5, 4, scale=-0.1)
     with pytest.raises(ValueError, match=r"quant_noise: zero_point=3 was given without a scale"):
         quant_noise(w, 0.5, 4, zero_point=3)

@@ -112,9 +112,9 @@ def test_alpha_as_a_number_gets_no_gradient_and_x_still_does():
 
 def test_bad_input_errors():
     x = const([0.5, 1.0])
-    with pytest.raises(ValueError, match=r"pact: alpha must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"pact: alpha must be positive and finite, got 0"):
         pact(x, 0.0, 4)
-    with pytest.raises(ValueError, match=r"pact: alpha must be positive, got min -1"):
+    with pytest.raises(ValueError, match=r"pact: alpha must be positive and finite, got \[-1.0\]"):
         pact(x, const([-1.0]), 4)
     with pytest.raises(ValueError, match=r"pact: per-tensor alpha must have one element, got shape \(2,\)"):
         pact(x, const([1.0, 2.0]), 4)
