@@ -273,9 +273,20 @@ def device_and_dtype(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     for arg in args:
         if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
             device = arg
+        elif isinstance(arg, str) and arg not in _DTYPE_NAMES and not _is_dtype_name(arg):
+            raise DeviceError(f"{op}: {arg!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype (such as "
+                              "'float32' or mq.float32)")
         else:
             dtype = arg
     return device, dtype
+
+
+def _is_dtype_name(name: str) -> bool:
+    try:
+        numpy.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def device_of(array: Any) -> str:

@@ -71,10 +71,14 @@ def rng_states(devices: list[str] | tuple[str, ...] = ("cpu",)) -> dict[str, Any
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
-    """Put every generator back in the state ``rng_states`` recorded."""
+    """Put every generator back in the state ``rng_states`` recorded (a state that is not one: CheckpointError)."""
     for device, state in states.items():
         if state is not None:
-            backend.generator(device).bit_generator.state = state
+            try:
+                backend.generator(device).bit_generator.state = state
+            except (TypeError, ValueError, KeyError) as error:
+                raise CheckpointError(f"the saved state of the {device} generator is not one "
+                                      f"({type(error).__name__}: {error})") from None
 
 
 # ---------------------------------------------------------------- nested state <-> JSON + tensors
@@ -198,14 +202,39 @@ def load(path: str | os.PathLike[str]) -> Checkpoint:
     model_state = {name: tensors[name] for name in names}
     try:
         optimizer_state = _decode(metadata["optimizer"], tensors, "cpu")
-        epoch = int(metadata["epoch"])
-    except (KeyError, TypeError, ValueError) as error:
+        epoch = metadata["epoch"]
+    except (KeyError, TypeError, ValueError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {path} is corrupted: bad metadata ({type(error).__name__}: {error})") from None
+    _check_metadata(path, metadata)
     return Checkpoint(
         path=path, epoch=epoch, config=metadata.get("config") or {}, model_state=model_state,
         optimizer_state=optimizer_state, rng=metadata.get("rng") or {}, loader=metadata.get("loader"),
         model=metadata.get("model") or {}, extra=metadata.get("extra") or {},
     )
+
+
+def _check_metadata(path: str, metadata: dict[str, Any]) -> None:
+    """The metadata a resumed run relies on has the form ``save`` writes; else a CheckpointError naming the field."""
+    def refuse(key: str, expected: str) -> None:
+        raise CheckpointError(f"checkpoint {path} is corrupted: its {key} is {metadata.get(key)!r:.80}, "
+                              f"expected {expected}")
+
+    epoch = metadata.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        refuse("epoch", "an integer >= 0")
+    for key in ("config", "model", "extra", "rng"):
+        if not isinstance(metadata.get(key) or {}, dict):
+            refuse(key, "an object")
+    if not all(isinstance(state, dict) or state is None for state in (metadata.get("rng") or {}).values()):
+        refuse("rng", "a generator state (an object) per device")
+    loader = metadata.get("loader")
+    if loader is not None:
+        seed, epoch = (loader.get("seed", -1), loader.get("epoch")) if isinstance(loader, dict) else (-1, None)
+        well_formed = isinstance(loader, dict) and set(loader) == {"seed", "epoch"} and (
+            seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0)
+        ) and isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0
+        if not well_formed:
+            refuse("loader", '{"seed": an integer >= 0 or null, "epoch": an integer >= 0}')
 
 
 def restore(checkpoint: Checkpoint, model: Any, optimizer: Any = None, device: str = "cpu") -> None:

@@ -471,7 +471,10 @@ def _resume(config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: An
             raise checkpoint.CheckpointError(f"checkpoint {config.resume}: no usable scheduler state ({error})") from None
     if saved.loader:
         loader.load_state_dict(saved.loader)
-    checkpoint.set_rng_states(saved.rng)
+    try:
+        checkpoint.set_rng_states(saved.rng)
+    except checkpoint.CheckpointError as error:
+        raise checkpoint.CheckpointError(f"checkpoint {config.resume}: {error}") from None
     return saved.epoch, list(saved.extra.get("history", []))
 
 

@@ -136,7 +136,7 @@ def test_flipped_byte_in_the_weights_is_caught_by_the_digest(good_checkpoint):
     data = bytearray(good_checkpoint.read_bytes())
     data[-3] ^= 0xFF
     good_checkpoint.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupted: its tensors do not match the sha256"):
+    with pytest.raises(CheckpointError, match="corrupted: its tensors or metadata do not match the sha256"):
         checkpoint.load(good_checkpoint)
 
 

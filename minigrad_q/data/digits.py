@@ -39,8 +39,11 @@ def _read_split(arrays: Any, split: str) -> tuple[Any, Any]:
         raise ValueError(
             f"{split}: images {images.shape} {images.dtype}, labels {labels.shape}; expected ({count}, 8, 8) uint8, ({count},)"
         )
-    if int(images.max()) > _MAX_PIXEL or int(labels.max()) > 9:
-        raise ValueError(f"pixel values up to {int(images.max())} (expected <= 16), labels up to {int(labels.max())}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{split}: labels are {labels.dtype}; expected integers 0..9")
+    if int(images.max()) > _MAX_PIXEL or int(labels.min()) < 0 or int(labels.max()) > 9:
+        raise ValueError(f"pixel values up to {int(images.max())} (expected <= 16), labels from {int(labels.min())} to "
+                         f"{int(labels.max())} (expected 0..9)")
     return images, labels
 
 

@@ -162,6 +162,8 @@ def load_idx_dataset(name: str, split: str = "train", data_dir: str | os.PathLik
         paths[kind] = found
     images = read_idx_images(paths["images"])
     labels = read_idx_labels(paths["labels"])
+    if not len(images):
+        raise IDXError(f"{paths['images']}: holds no images; {name} needs a {split} split to train or test on")
     if len(images) != len(labels):
         raise IDXError(
             f"{name}: {paths['images']} holds {len(images):,} images but {paths['labels']} holds {len(labels):,} labels"

@@ -179,6 +179,9 @@ def qparams(path: str, role: str, quantizer: Any, channels: int | None) -> tuple
 def _weight_codes(path: str, layer: nn.Module) -> tuple[Any, Any, Any, int, int]:
     """(codes, zero points (K,), scales (K,), qmin, qmax): the fake-quant model's weight codes."""
     weight = _host_values(layer.weight)
+    if not _numpy.isfinite(weight).all():
+        raise ValueError(f"convert: the weight of {path} ({type(layer).__name__}) holds NaN or inf "
+                         f"({int((~_numpy.isfinite(weight)).sum())} of {weight.size} values): has training diverged?")
     channels = weight.shape[0]
     scale, zero_point, qmin, qmax, _ = qparams(path, "weight", layer.weight_quant, channels)
     layout = (-1,) + (1,) * (weight.ndim - 1)
