@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from .function import Function, check_finite
+from .function import Function, check_finite, check_saved_versions
 from .grad_mode import set_grad_enabled, state
 from .tensor import Tensor
 
@@ -85,6 +85,8 @@ def _run(root: Function, index: int, grad: Any, retain_graph: bool) -> None:
                 grads[i] = node.xp.zeros(shape, dtype=dtype)
         if node.output_hooks or node.retained_outputs:
             _output_hooks(node, grads)
+        if node.saved_versions:
+            check_saved_versions(node)
         input_grads = node.backward(*grads) if recorder is None else recorder.backward(node, grads)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)

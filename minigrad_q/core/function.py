@@ -49,6 +49,8 @@ class Function:
     retained_outputs: dict[int, Any] | None = None
     created_at: str | None = None
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
+    # (version counter, version at forward, which tensor) of each input or output whose array was saved
+    saved_versions: tuple[tuple[list[int], int, str], ...] = ()
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
@@ -110,15 +112,41 @@ class Function:
             outputs = tuple(_output(o, fn, i, record) for i, o in enumerate(out))
             if record:
                 fn.output_meta = tuple((o.shape, o.dtype) for o in outputs)
+                _watch_saved(fn, args, outputs)
             if state.anomaly:
                 check_finite(fn, [o.data for o in outputs], "forward output")
             return outputs
         output = _output(out, fn, 0, record)
         if record:
             fn.output_meta = ((output.data.shape, output.data.dtype),)
+            _watch_saved(fn, args, (output,))
         if state.anomaly:
             check_finite(fn, [output.data], "forward output")
         return output
+
+
+def _watch_saved(fn: Function, args: Sequence[Any], outputs: Sequence[Tensor]) -> None:
+    """Remember the versions of the inputs and outputs whose arrays (or views of them) `fn` saved."""
+    saved = [array for array in fn.saved if array is not None and hasattr(array, "dtype")] if fn.saved else ()
+    if not saved:
+        return
+    bases = {id(array) for array in saved} | {id(array.base) for array in saved if getattr(array, "base", None) is not None}
+    watched = [(arg._versions, arg._versions[0], f"input {i}") for i, arg in enumerate(args)
+               if isinstance(arg, Tensor) and id(arg.data) in bases]
+    watched += [(out._versions, 0, f"output {i}") for i, out in enumerate(outputs) if id(out.data) in bases]
+    if watched:
+        fn.saved_versions = tuple(watched)
+
+
+def check_saved_versions(fn: Function) -> None:
+    """Raise when a tensor `fn` saved for backward was changed in place since (torch's version check)."""
+    for counter, version, which in fn.saved_versions:
+        if counter[0] != version:
+            raise RuntimeError(
+                f"one of the tensors needed for the gradient was changed by an in-place operation: {which} of "
+                f"{fn.name} is at version {counter[0]}, and {fn.name} saved it at version {version} for its backward; "
+                "change a copy (x.clone()) or do the in-place change after backward"
+            )
 
 
 def _output(array: Any, fn: Function, index: int, record: bool) -> Tensor:
@@ -129,6 +157,7 @@ def _output(array: Any, fn: Function, index: int, record: bool) -> Tensor:
     out.grad = None
     out.name = None
     out._hooks = None
+    out._versions = [0]
     out._output_index = index
     if record and array.dtype.kind == "f":
         out._requires_grad = True

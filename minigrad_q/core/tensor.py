@@ -37,7 +37,8 @@ class Tensor:
     ``x.to("cuda")``) are the ops of ``minigrad_q.ops`` (``ops/tensor_methods.py``).
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "creator", "_output_index", "name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "creator", "_output_index", "name", "_hooks", "_versions",
+                 "__weakref__")
     __array_ufunc__ = None  # make numpy scalars defer to our reflected operators
 
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None):
@@ -49,6 +50,7 @@ class Tensor:
         self._output_index = 0
         self.name = name
         self._hooks: list[Callable[..., Any]] | None = None
+        self._versions = [0]  # in-place changes so far, shared with detach()'s tensors (torch's version counter)
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -107,8 +109,15 @@ class Tensor:
         self.creator.retained_outputs[self._output_index] = weakref.ref(self)
 
     def detach(self) -> Tensor:
-        """A new leaf sharing this tensor's data, cut off from the graph."""
-        return Tensor(self.data)
+        """A new leaf sharing this tensor's data (and its version counter), cut off from the graph."""
+        detached = Tensor(self.data)
+        detached._versions = self._versions
+        return detached
+
+    @property
+    def version(self) -> int:
+        """How many in-place changes this tensor's data has had (torch's ``_version``)."""
+        return self._versions[0]
 
     def detach_(self) -> Tensor:
         self.creator = None
@@ -209,35 +218,58 @@ class Tensor:
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
     # ------------------------------------------------------------ in place
+    # Every in-place change counts in the tensor's version; a Function that saved the tensor for its
+    # backward checks the version there (core/engine.py) and refuses a changed one, as torch does.
+    # Outside grad mode, or on tensors that need no gradient, it records nothing (parameter updates
+    # under mq.no_grad()). In grad mode, arithmetic on a non-leaf tensor is recorded: the tensor takes
+    # the history of the out-of-place result, whose values are written into its memory. A leaf that
+    # requires grad is refused, as in torch.
     def __setitem__(self, index: Any, value: Any) -> None:
         self._check_inplace("assignment")
         self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._versions[0] += 1
 
-    # In-place arithmetic changes `data` and records nothing: allowed on tensors
-    # outside the graph, e.g. parameter updates under mq.no_grad().
     def _check_inplace(self, what: str) -> None:
         if self._requires_grad and state.grad_enabled:
-            raise RuntimeError(
-                f"in-place {what} on a tensor that requires grad is not recorded by autograd; "
-                "do it under mq.no_grad(), or use the out-of-place op"
-            )
+            if self.creator is None:
+                raise RuntimeError(f"in-place {what} on a leaf tensor that requires grad: it would change the value "
+                                   "autograd differentiates at; do it under mq.no_grad(), or use the out-of-place op")
+            raise RuntimeError(f"in-place {what} on a tensor that requires grad is not recorded by autograd; "
+                               "do it under mq.no_grad(), or use the out-of-place op")
 
-    def _inplace(self, what: str, ufunc: str, other: Any) -> Tensor:
-        self._check_inplace(what)
-        getattr(self.xp, ufunc)(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+    def _inplace(self, what: str, ufunc: str, other: Any, operator: str) -> Tensor:
+        if self._requires_grad and state.grad_enabled and self.creator is not None:
+            result = getattr(Tensor, operator)(self, other)  # recorded: the ops' Tensor methods (ops/tensor_methods.py)
+            self._keep_old_values_for(result.creator)
+            self.data[...] = result.data
+            self.creator, self._output_index = result.creator, result._output_index
+        else:
+            self._check_inplace(what)
+            getattr(self.xp, ufunc)(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+        self._versions[0] += 1
         return self
 
+    def _keep_old_values_for(self, node: Any) -> None:
+        """Before this tensor's memory takes the result of `node` (the op its in-place change was recorded as):
+        what `node` saved of the old values becomes a copy, so its backward still sees them (torch saves the
+        original self of an in-place op the same way)."""
+        saved = node.saved or ()
+        if any(a is self.data or getattr(a, "base", None) is self.data for a in saved if a is not None):
+            node.saved = tuple(a.copy() if a is not None and (a is self.data or getattr(a, "base", None) is self.data)
+                               else a for a in saved)
+            node.saved_versions = tuple(entry for entry in node.saved_versions if entry[0] is not self._versions)
+
     def add_(self, other: Any) -> Tensor:
-        return self._inplace("add_", "add", other)
+        return self._inplace("add_", "add", other, "__add__")
 
     def sub_(self, other: Any) -> Tensor:
-        return self._inplace("sub_", "subtract", other)
+        return self._inplace("sub_", "subtract", other, "__sub__")
 
     def mul_(self, other: Any) -> Tensor:
-        return self._inplace("mul_", "multiply", other)
+        return self._inplace("mul_", "multiply", other, "__mul__")
 
     def div_(self, other: Any) -> Tensor:
-        return self._inplace("div_", "divide", other)
+        return self._inplace("div_", "divide", other, "__truediv__")
 
     def copy_(self, source: Any) -> Tensor:
         """Copy `source`'s values into this tensor, from any device (as torch's copy_)."""
@@ -246,11 +278,13 @@ class Tensor:
         if not isinstance(values, (bool, int, float)):
             values = backend.asarray(values, device=self.device)  # a host or other-device array moves here first
         self.data[...] = values
+        self._versions[0] += 1
         return self
 
     def fill_(self, value: Any) -> Tensor:
         self._check_inplace("fill_")
         self.data.fill(value)
+        self._versions[0] += 1
         return self
 
     __iadd__ = add_
