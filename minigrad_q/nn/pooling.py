@@ -18,9 +18,9 @@ def _unsupported(layer: str, **options: Any) -> None:
 
 
 class MaxPool2d(Module):
-    """Maximum over each kernel_size window, moved by stride (default: kernel_size); padding pads with -inf.
-
-    torch's arguments; dilation, return_indices and ceil_mode are accepted at their defaults only."""
+    """Maximum over each kernel_size window, moved by stride (default: kernel_size); padding pads with -inf;
+    dilation spaces a window's elements; ceil_mode keeps a last partial window; with return_indices the
+    layer returns (output, indices), as F.max_pool2d. torch's arguments."""
 
     def __init__(
         self,
@@ -32,7 +32,6 @@ class MaxPool2d(Module):
         ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        _unsupported("MaxPool2d", dilation=(dilation, 1), return_indices=(return_indices, False), ceil_mode=(ceil_mode, False))
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -41,7 +40,8 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Tensor) -> Tensor:
-        return ops.max_pool2d(input, self.kernel_size, self.stride, self.padding)
+        return ops.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                              self.return_indices)
 
     def extra_repr(self) -> str:
         return (
@@ -52,8 +52,8 @@ class MaxPool2d(Module):
 
 class AvgPool2d(Module):
     """Mean over each kernel_size window, moved by stride (default: kernel_size); zero padding counts in
-    the mean (torch's count_include_pad=True). ceil_mode, count_include_pad and divisor_override are
-    accepted at their defaults only."""
+    the mean (torch's count_include_pad=True); ceil_mode keeps a last partial window, as F.avg_pool2d.
+    count_include_pad and divisor_override are accepted at their defaults only."""
 
     def __init__(
         self,
@@ -65,12 +65,7 @@ class AvgPool2d(Module):
         divisor_override: int | None = None,
     ) -> None:
         super().__init__()
-        _unsupported(
-            "AvgPool2d",
-            ceil_mode=(ceil_mode, False),
-            count_include_pad=(count_include_pad, True),
-            divisor_override=(divisor_override, None),
-        )
+        _unsupported("AvgPool2d", count_include_pad=(count_include_pad, True), divisor_override=(divisor_override, None))
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -79,7 +74,7 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: Tensor) -> Tensor:
-        return ops.avg_pool2d(input, self.kernel_size, self.stride, self.padding)
+        return ops.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

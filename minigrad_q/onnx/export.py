@@ -137,10 +137,13 @@ def _layer(graph: Graph, path: str, layer: nn.Module, x: str) -> str:
         return graph.node("Flatten", [x], path, axis=1)
     if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
         kernel, stride, padding = (_pair(getattr(layer, name)) for name in ("kernel_size", "stride", "padding"))
-        options = {"kernel_shape": list(kernel), "strides": list(stride), "pads": [padding[0], padding[1]] * 2}
-        if isinstance(layer, nn.MaxPool2d):
-            return graph.node("MaxPool", [x], path, **options)
-        return graph.node("AveragePool", [x], path, count_include_pad=1, **options)
+        options = {"kernel_shape": list(kernel), "strides": list(stride), "pads": [padding[0], padding[1]] * 2,
+                   "ceil_mode": int(layer.ceil_mode)}
+        if isinstance(layer, nn.AvgPool2d):
+            return graph.node("AveragePool", [x], path, count_include_pad=1, **options)
+        if layer.return_indices:
+            raise ExportError(f"export: layer {path} (MaxPool2d) returns indices; the exported graph has one output")
+        return graph.node("MaxPool", [x], path, dilations=list(_pair(layer.dilation)), **options)
     if isinstance(layer, nn.AdaptiveAvgPool2d) and _pair(layer.output_size) == (1, 1):
         return graph.node("GlobalAveragePool", [x], path)
     if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and layer.running_mean is not None:

@@ -138,10 +138,11 @@ extern "C" __global__ void minigrad_q_max_pool_backward(const T* grad_output, co
 
 # cross_entropy per row m of (M, C) scores, one thread a row: with s = x − max x and Z = Σ exp(s),
 # loss = log Z − s[t], mixed for label smoothing ε as (1 − ε)·loss + ε·(log Z − mean s); probs = exp(s) / Z
-# when kept. A target outside [0, C) gives a NaN loss and sets *bad.
+# when kept. kept[m] = 0 and loss 0 where t = ignore_index, else 1. A target outside [0, C) otherwise gives a
+# NaN loss and sets *bad.
 CROSS_ENTROPY_FORWARD = PRELUDE + """
 extern "C" __global__ void minigrad_q_cross_entropy_forward(const T* x, const long long* target, T* losses, T* probs,
-    int* bad, long long rows, long long classes, T smoothing, long long keep_probs) {
+    T* kept, int* bad, long long rows, long long classes, T smoothing, long long ignore_index, long long keep_probs) {
   MQ_FOR_EACH(m, rows) {
     const T* row = x + m * classes;
     T top = row[0];
@@ -156,7 +157,10 @@ extern "C" __global__ void minigrad_q_cross_entropy_forward(const T* x, const lo
     const T log_total = log(total);
     const long long t = target[m];
     T loss;
-    if (t < 0 || t >= classes) {
+    kept[m] = (T)(t != ignore_index);
+    if (t == ignore_index) {
+      loss = (T)0;
+    } else if (t < 0 || t >= classes) {
       loss = MQ_NAN;
       *bad = 1;
     } else {
@@ -171,13 +175,14 @@ extern "C" __global__ void minigrad_q_cross_entropy_forward(const T* x, const lo
 """
 
 # dx[m, c] = (probs[m, c] − q_c)·w_m with q = (1 − ε)·onehot(t_m) + ε/C and w_m = weights[m·weight_step]
-# (weight_step 0: one weight for every row).
+# (weight_step 0: one weight for every row); 0 for a row whose target is ignore_index.
 CROSS_ENTROPY_BACKWARD = PRELUDE + """
 extern "C" __global__ void minigrad_q_cross_entropy_backward(const T* probs, const long long* target,
-    const T* weights, T* dx, long long rows, long long classes, T smoothing, long long weight_step) {
+    const T* weights, T* dx, long long rows, long long classes, T smoothing, long long weight_step,
+    long long ignore_index) {
   MQ_FOR_EACH(item, rows * classes) {
     const long long c = item % classes, m = item / classes;
-    const T weight = weights[m * weight_step];
+    const T weight = target[m] == ignore_index ? (T)0 : weights[m * weight_step];
     T grad = probs[item] * weight;
     if (smoothing != (T)0) grad -= (smoothing / (T)classes) * weight;
     if (c == target[m]) grad -= ((T)1 - smoothing) * weight;

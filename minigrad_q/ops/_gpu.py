@@ -121,26 +121,27 @@ def _pool_geometry(shape: tuple[int, ...], windows: Any) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------- cross_entropy
-def cross_entropy_forward(fn: Any, logits: Any, targets: Any, smoothing: float) -> Any:
-    """CrossEntropy's per-row losses of the (M, C) scores; saves the softmax when the scores need a gradient.
-    A target outside [0, C) gives its row a NaN loss and is reported at the next read of a result
-    (backend.raise_device_errors), as torch reports device-side asserts."""
+def cross_entropy_forward(fn: Any, logits: Any, targets: Any, smoothing: float, ignore_index: int) -> tuple[Any, Any]:
+    """CrossEntropy's per-row losses of the (M, C) scores, and which rows count (1, or 0 where the target is
+    ignore_index: loss 0); saves the softmax when the scores need a gradient. Another target outside [0, C)
+    gives its row a NaN loss and is reported at the next read of a result (backend.raise_device_errors), as
+    torch reports device-side asserts."""
     xp, dtype = fn.xp, logits.dtype
     logits = xp.ascontiguousarray(logits)
     targets = xp.ascontiguousarray(targets, dtype=backend.int64)
     rows, classes = logits.shape
     keep = fn.needs_input_grad[0]
-    losses = xp.empty(rows, dtype=dtype)
+    losses, kept = xp.empty(rows, dtype=dtype), xp.empty(rows, dtype=dtype)
     probs = xp.empty((rows, classes), dtype=dtype) if keep else losses  # unused without keep
     bad = backend.device_check(backend.device_of(logits), IndexError, BAD_TARGET)
-    run_kernel("minigrad_q_cross_entropy_forward", rows, logits, targets, losses, probs, bad, rows, classes,
-               float(smoothing), keep, dtype=dtype)
+    run_kernel("minigrad_q_cross_entropy_forward", rows, logits, targets, losses, probs, kept, bad, rows, classes,
+               float(smoothing), ignore_index, keep, dtype=dtype)
+    fn.ignore_index = ignore_index
     fn.save_for_backward(probs if keep else None, targets)
-    return losses
+    return losses, kept
 
 
-BAD_TARGET = ("cross_entropy: a target outside [0, C) (C the number of classes) was met on the GPU; its loss is NaN "
-              "(ignore_index is not supported)")
+BAD_TARGET = "cross_entropy: a target outside [0, C) (C the number of classes) was met on the GPU; its loss is NaN"
 
 
 def cross_entropy_backward(fn: Any, weights: Any) -> Any:
@@ -152,7 +153,7 @@ def cross_entropy_backward(fn: Any, weights: Any) -> Any:
     weights = xp.ascontiguousarray(weights, dtype=probs.dtype)  # NumPy makes a 0-d array (1,)
     grad = xp.empty_like(probs)
     run_kernel("minigrad_q_cross_entropy_backward", grad.size, probs, targets, weights, grad, rows, classes,
-               float(fn.smoothing), step, dtype=probs.dtype)
+               float(fn.smoothing), step, fn.ignore_index, dtype=probs.dtype)
     return grad
 
 

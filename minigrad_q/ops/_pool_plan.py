@@ -11,7 +11,8 @@ passes over output-sized arrays instead of one stacked array of every window.
 
 The argmax is int8 (int32 past 128 offsets). Inputs under PARALLEL_MIN_BYTES are one chunk on the
 calling thread; larger ones go in chunks of at most CHUNK_BYTES, as many for each of
-the BLAS's thread count of workers. ``windows`` is pool.py's Windows: kernel offsets and their views.
+the BLAS's thread count of workers. ``windows`` is pool.py's Windows: kernel offsets and their views
+(dilated, and over a source padded past the input for ceil mode's last windows, alike).
 Why these sizes: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
 """
 

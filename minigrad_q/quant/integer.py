@@ -312,6 +312,10 @@ def convert(model: nn.Module) -> IntegerModel:
             elif isinstance(other, nn.MaxPool2d):
                 if seen_flatten:
                     raise ValueError(f"convert: {other_path} (MaxPool2d) after a Flatten is not supported")
+                if other.dilation not in (1, (1, 1)) or other.ceil_mode or other.return_indices:
+                    raise ValueError(f"convert: {other_path} (MaxPool2d) has dilation={other.dilation}, ceil_mode="
+                                     f"{other.ceil_mode}, return_indices={other.return_indices}; between quantized "
+                                     "layers only the defaults run on integers")
                 add(IntegerMaxPool2d(other.kernel_size, other.stride, other.padding), other_path)
             elif isinstance(other, nn.Flatten):
                 seen_flatten = True

@@ -347,8 +347,12 @@ def float_config(layer: Module) -> dict[str, Any]:
                 "bias": layer.bias is not None}
     if isinstance(layer, nn.Linear):
         return {"in_features": layer.in_features, "out_features": layer.out_features, "bias": layer.bias is not None}
-    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-        return {"kernel_size": layer.kernel_size, "stride": layer.stride, "padding": layer.padding}
+    if isinstance(layer, nn.MaxPool2d):
+        return {"kernel_size": layer.kernel_size, "stride": layer.stride, "padding": layer.padding,
+                "dilation": layer.dilation, "ceil_mode": layer.ceil_mode}
+    if isinstance(layer, nn.AvgPool2d):
+        return {"kernel_size": layer.kernel_size, "stride": layer.stride, "padding": layer.padding,
+                "ceil_mode": layer.ceil_mode}
     if isinstance(layer, nn.Flatten):
         return {"start_dim": layer.start_dim, "end_dim": layer.end_dim}
     return {}

@@ -277,12 +277,10 @@ def test_pool_layers_match_their_functional_ops():
 
 
 def test_pool_options_that_are_not_supported_are_refused():
-    with pytest.raises(ValueError, match="MaxPool2d: ceil_mode=True is not supported; only ceil_mode=False"):
-        nn.MaxPool2d(2, ceil_mode=True)
-    with pytest.raises(ValueError, match="MaxPool2d: return_indices=True is not supported"):
-        nn.MaxPool2d(2, return_indices=True)
     with pytest.raises(ValueError, match="AvgPool2d: count_include_pad=False is not supported"):
         nn.AvgPool2d(2, count_include_pad=False)
+    with pytest.raises(ValueError, match="AvgPool2d: divisor_override=2 is not supported"):
+        nn.AvgPool2d(2, divisor_override=2)
 
 
 def test_flatten():
@@ -308,6 +306,40 @@ def test_activations():
     assert repr(nn.LeakyReLU(0.2, inplace=True)) == "LeakyReLU(negative_slope=0.2, inplace=True)"
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_module_calls_the_gelu_op(device, approximate):
+    x = rng.standard_normal((3, 4))
+    layer = nn.GELU(approximate)
+    assert layer.approximate == approximate and repr(layer) == f"GELU(approximate='{approximate}')"
+    assert list(layer.parameters()) == []
+    t = mq.tensor(x, device=device, requires_grad=True)
+    y = layer(t)
+    np.testing.assert_array_equal(host(y), host(mq.gelu(const(x, device), approximate)))
+    y.sum().backward()
+    exact = mq.tensor(x, device=device, requires_grad=True)
+    mq.gelu(exact, approximate).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), exact.grad.numpy())
+    assert mq.nn.GELU is nn.activation.GELU and "GELU" in nn.__all__
+
+
+def test_gelu_module_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(-5, 5, (2, 3, 5))
+    for approximate in ("none", "tanh"):
+        ours, theirs = mq.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        y, y_torch = nn.GELU(approximate)(ours), torch.nn.GELU(approximate)(theirs)
+        np.testing.assert_allclose(host(y), y_torch.detach().numpy(), rtol=1e-13, atol=1e-15)
+        (y * mq.tensor(x)).sum().backward()
+        (y_torch * torch.tensor(x)).sum().backward()
+        # atol: in the left tail 1 + tanh(u) and 1 - tanh²(u) cancel to ~1e-4, in torch's float64 as in ours
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-13, atol=2e-14)
+
+
+def test_gelu_module_refuses_an_unknown_approximation_when_built():
+    with pytest.raises(RuntimeError, match=r"GELU: approximate argument must be either 'none' or 'tanh', got 'fast'"):
+        nn.GELU("fast")
+
+
 # ---------------------------------------------------------------- losses
 def test_loss_modules_call_their_functional_ops():
     logits = mq.randn(5, 4)
@@ -318,7 +350,7 @@ def test_loss_modules_call_their_functional_ops():
     )
     log_probs = F.log_softmax(logits, 1)
     per_sample = nn.NLLLoss(reduction="none")(log_probs, target)
-    np.testing.assert_array_equal(host(per_sample), host(F.nll_loss(log_probs, target, "none")))
+    np.testing.assert_array_equal(host(per_sample), host(F.nll_loss(log_probs, target, reduction="none")))
     other = mq.randn(5, 4)
     assert nn.MSELoss()(logits, other).item() == pytest.approx(((host(logits) - host(other)) ** 2).mean())
     with pytest.raises(ValueError, match="MSELoss: reduction must be one of"):
@@ -389,6 +421,8 @@ def test_layer_reprs_match_torch_when_installed():
         lambda m: m.AdaptiveAvgPool2d((5, 5)),
         lambda m: m.Dropout(0.1),
         lambda m: m.LeakyReLU(),
+        lambda m: m.GELU(),
+        lambda m: m.GELU(approximate="tanh"),
         lambda m: m.ReLU(inplace=True),
         lambda m: m.Softmax(dim=-1),
         lambda m: m.Flatten(0, 2),

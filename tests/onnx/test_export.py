@@ -186,3 +186,18 @@ def test_the_export_command_writes_the_integer_model_of_a_qat_run_only(tmp_path_
     assert "predicted class agrees on 100.00%; logits differ by at most 0 " in printed
     assert main(["export", float_path, "--onnx", str(tmp_path / "f.onnx"), "--integer"]) == 2
     assert "cannot be exported as integer: it was trained in float" in capsys.readouterr().err
+
+
+def test_max_pool_dilation_and_ceil_mode_export_and_agree(tmp_path):
+    mq.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True),
+                          nn.AvgPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(12, 4))
+    path = tmp_path / "pools.onnx"
+    export(model, mq.tensor(DIGITS.images[:1]), path)
+    assert compare(model, path, DIGITS.images).max_relative_difference <= 1e-5
+
+
+def test_a_max_pool_that_returns_indices_is_refused(tmp_path):
+    with pytest.raises(ExportError, match=r"layer 1 \(MaxPool2d\) returns indices"):
+        export(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, return_indices=True)), mq.tensor(DIGITS.images[:1]),
+               tmp_path / "indices.onnx")

@@ -254,3 +254,23 @@ def test_gpu_path_gradients_match_finite_differences(device, function):
         for seed in range(10):
             report = check_spec(spec_for(function), RandomDraw(seed, device=device))
             assert report.passed, report.message
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_gpu_path_skips_ignored_targets_as_the_plain_path_does(device, reduction):
+    x = rng.standard_normal((6, 4))
+    target = np.array([0, -100, 3, 2, -100, 1])
+
+    def op(scores):
+        return mq.cross_entropy(scores, mq.tensor(target, device=scores.device), reduction=reduction, label_smoothing=0.1)
+
+    _compare(device, op, [x], [True], ["minigrad_q_cross_entropy_forward", "minigrad_q_cross_entropy_backward"])
+
+
+def test_cross_entropy_gpu_path_over_only_ignored_targets_is_nan_with_no_gradient(device):
+    scores = mq.tensor(rng.standard_normal((2, 3)), device=device, requires_grad=True)
+    with mq.backend.use_fused(True):
+        loss = mq.cross_entropy(scores, mq.tensor([-100, -100], device=device))
+        loss.backward()
+    assert np.isnan(loss.item())
+    np.testing.assert_array_equal(scores.grad.numpy(), np.zeros((2, 3)))

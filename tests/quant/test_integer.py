@@ -502,3 +502,12 @@ def test_integer_layers_reject_float_input():
         integer(mq.tensor(np.zeros((1, 1, 8, 8), dtype=np.int32)))
     with pytest.raises(TypeError, match="IntegerConv2d: expected a Tensor of integer codes"):
         integer[1](inputs())
+
+
+def test_convert_refuses_a_max_pool_with_options_integer_inference_does_not_have():
+    float_model = mq.nn.Sequential(mq.nn.Conv2d(1, 2, 3), mq.nn.ReLU(), mq.nn.MaxPool2d(2, ceil_mode=True),
+                                   mq.nn.Flatten(), mq.nn.Linear(18, 4))
+    model = mq.quant.prepare_qat(float_model, "ste", "ste")
+    model(mq.tensor(np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)))
+    with pytest.raises(ValueError, match=r"convert: 2 \(MaxPool2d\) has dilation=1, ceil_mode=True"):
+        mq.quant.convert(model)
