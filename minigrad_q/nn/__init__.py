@@ -1,7 +1,7 @@
 """mq.nn: Module, Parameter and the layers of a CNN, with torch.nn's names and behaviour."""
 
 from . import functional, init
-from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
 from .conv import Conv2d
 from .dropout import Dropout
@@ -22,6 +22,7 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "GELU",
     "Identity",
     "LeakyReLU",
     "Linear",

@@ -1,4 +1,4 @@
-"""Activation layers: ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax (each calls its op)."""
+"""Activation layers: ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Softmax, LogSoftmax (each calls its op)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .. import ops
 from ..core import Tensor
 from .module import Module
 
-__all__ = ["LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["GELU", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 
 class ReLU(Module):
@@ -37,6 +37,23 @@ class LeakyReLU(Module):
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class GELU(Module):
+    """x·Φ(x) with Φ the standard normal CDF (approximate="none"), or its tanh approximation
+    ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (approximate="tanh"), as torch.nn.GELU."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise RuntimeError(f"GELU: approximate argument must be either 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input: Tensor) -> Tensor:
+        return ops.gelu(input, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
 
 
 class Sigmoid(Module):

@@ -13,6 +13,7 @@ from . import (
     linalg,
     loss,
     norm,
+    padding,
     pool,
     reduce,
     selection,
@@ -29,6 +30,7 @@ from .index import *
 from .linalg import *
 from .loss import *
 from .norm import *
+from .padding import *
 from .pool import *
 from .reduce import *
 from .selection import *
@@ -40,7 +42,8 @@ from .unary import *
 __all__ = [
     name
     for family in (
-        conv, convert, elementwise, index, linalg, loss, norm, pool, reduce, selection, shape, softmaxes, stochastic, unary,
+        conv, convert, elementwise, index, linalg, loss, norm, padding, pool, reduce, selection, shape, softmaxes,
+        stochastic, unary,
     )
     for name in family.__all__
 ]

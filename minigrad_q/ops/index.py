@@ -10,7 +10,7 @@ from ..core import Function, Tensor
 from ..core.validate import normalize_dim
 from ..specs import register_spec
 
-__all__ = ["cat", "chunk", "getitem", "pad", "split", "stack"]
+__all__ = ["cat", "chunk", "getitem", "split", "stack"]
 
 
 def _along(dim: int, index: Any) -> tuple[Any, ...]:
@@ -294,75 +294,3 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
 
 
 # ---------------------------------------------------------------- pad
-class Pad(Function):
-    """y = x with `before`/`after` entries of `value` added per dim (negative amounts crop).
-
-    gx = grad_output over the region that holds x (zeros where x was cropped away).
-    """
-
-    def forward(self, x: Any, widths: tuple[tuple[int, int], ...], value: Any) -> Any:
-        xp = self.xp
-        shape = tuple(n + before + after for n, (before, after) in zip(x.shape, widths))
-        self.input_shape = x.shape
-        # x[source] lands in y[target]; both are empty when the crops eat all of a dim
-        self.source = tuple(_inner(n, -before, -after) for n, (before, after) in zip(x.shape, widths))
-        self.target = tuple(_inner(m, before, after) for m, (before, after) in zip(shape, widths))
-        self.crops = any(before < 0 or after < 0 for before, after in widths)
-        y = xp.empty(shape, dtype=x.dtype)
-        for dim, (before, after) in enumerate(widths):  # fill only the borders, then copy x once
-            if before > 0:
-                y[_along(dim, slice(0, before))] = value
-            if after > 0:
-                y[_along(dim, slice(max(shape[dim] - after, 0), shape[dim]))] = value
-        y[self.target] = x[self.source]
-        return y
-
-    def backward(self, grad_output: Any) -> Any:
-        inner = grad_output[self.target]
-        if not self.crops:
-            return inner
-        g = self.xp.zeros(self.input_shape, dtype=grad_output.dtype)
-        g[self.source] = inner
-        return g
-
-
-def _inner(size: int, before: int, after: int) -> slice:
-    """The slice of a dim of `size` left after dropping `before` and `after` entries (when positive)."""
-    start = max(before, 0)
-    return slice(start, max(size - max(after, 0), start))
-
-
-def _pad_sample(d: Any) -> tuple[Any, ...]:
-    x = d.tensor(d.shape(min_dims=1, max_dims=3, min_side=1, max_side=4))
-    amounts: list[int] = []
-    for n in reversed(x.shape[x.ndim - d.integers(1, x.ndim):]):
-        amounts += [d.integers(-(n // 2), 2), d.integers(-(n - n // 2), 2)]
-    return x, tuple(amounts), d.floats(-1.0, 1.0)
-
-
-register_spec(Pad, sample=_pad_sample, call=lambda x, amounts, value: pad(x, amounts, value=value))
-
-
-def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: Any = 0.0) -> Tensor:
-    """torch.nn.functional.pad, constant mode: pad = (left, right) for the last dim, then
-    (top, bottom) for the one before, and so on; negative amounts crop."""
-    if mode != "constant":
-        raise ValueError(f"pad: mode {mode!r} is not supported; only mode='constant'")
-    amounts = tuple(pad)
-    ndim = input.ndim
-    if len(amounts) % 2 or len(amounts) // 2 > ndim:
-        raise ValueError(
-            f"pad: expected an even number of pad sizes, at most 2 per dim ({2 * ndim} for shape {input.shape}), "
-            f"got {amounts}"
-        )
-    widths = [(0, 0)] * ndim
-    for k in range(len(amounts) // 2):
-        dim = ndim - 1 - k
-        before, after = amounts[2 * k], amounts[2 * k + 1]
-        if input.shape[dim] + before + after < 0:
-            raise ValueError(
-                f"pad: pad {(before, after)} makes dim {dim} of shape {input.shape} negative "
-                f"({input.shape[dim] + before + after})"
-            )
-        widths[dim] = (before, after)
-    return Pad.apply(input, tuple(widths), 0.0 if value is None else value)

@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, var, std, max/min, amax/amin, argmax/argmin (logsumexp and softmax: softmax.py).
+"""Reductions: sum, mean, var, std, max/min, amax/amin, argmax/argmin (logsumexp and softmax: softmax.py),
+and the running sum cumsum.
 
 ``dim`` follows torch: None (every dim), an int (negative counts from the end) or a tuple of ints;
 ``keepdim=True`` keeps each reduced dim with size 1. A backward restores the reduced dims of its
@@ -16,9 +17,9 @@ from typing import Any, NamedTuple
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import Draw, register_spec
-from . import _dims
+from . import _dims, convert
 
-__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "all", "any"]
+__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "all", "any", "cumsum"]
 
 
 class MaxMin(NamedTuple):
@@ -195,6 +196,26 @@ class MinDim(MaxDim):
     largest = False
 
 
+# ---------------------------------------------------------------- cumsum
+class Cumsum(Function):
+    """y_i = Σ_{j ≤ i} x_j along one dim;  ∂y_i/∂x_j = 1 for j ≤ i, so
+    dx_j = Σ_{i ≥ j} grad_output_i: the running sum of the gradient taken from the far end (flip, cumsum, flip).
+
+    Bool and integer tensors sum to int64 (as torch), without gradient."""
+
+    def forward(self, x: Any, axes: tuple[int, ...]) -> Any:
+        self.input_shape = x.shape
+        x, (self.axis,) = _dims.lift(x, axes)
+        dtype = backend.int64 if x.dtype.kind in "biu" else None
+        return x.cumsum(axis=self.axis, dtype=dtype).reshape(self.input_shape)
+
+    def backward(self, grad_output: Any) -> Any:
+        xp, axis = self.xp, self.axis
+        grad, _ = _dims.lift(grad_output, (axis,))
+        grad = xp.flip(xp.flip(grad, axis).cumsum(axis=axis), axis)
+        return _dims.unlift(grad, self.input_shape)
+
+
 # ---------------------------------------------------------------- public functions (torch names)
 def sum(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """torch.sum: the sum over `dim` (default: every dim). Bool/int tensors give int64; empty sums are 0."""
@@ -217,6 +238,13 @@ def std(input: Tensor, dim: Any = None, *, correction: float = 1, keepdim: bool 
     """torch.std: sqrt(var(input, dim, correction=correction)); its gradient is 0 where std is 0."""
     _dims.require_float("std", input)
     return Std.apply(input, _dims.axes("std", input, dim), correction, keepdim)
+
+
+def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    """torch.cumsum: y[..., i, ...] = input[..., :i+1, ...].sum(dim), the running sum along `dim` (an int);
+    bool and integer tensors give int64. `dtype`: cast the input to it first (differentiably)."""
+    axes = _dims.single_axis("cumsum", input, dim)
+    return Cumsum.apply(input if dtype is None else convert.cast(input, dtype), axes)
 
 
 def max(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
@@ -295,6 +323,7 @@ register_spec(MaxDim, sample=lambda d: _dims.sample_reduction(d, distinct=True, 
               call=lambda x, dim, keepdim: max(x, dim, keepdim).values)
 register_spec(MinDim, sample=lambda d: _dims.sample_reduction(d, distinct=True, single=True),
               call=lambda x, dim, keepdim: min(x, dim, keepdim).values)
+register_spec(Cumsum, sample=lambda d: _dims.sample_reduction(d, min_side=0, single=True)[:2], call=cumsum)
 
 
 def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:

@@ -221,7 +221,8 @@ def minimum(input: Any, other: Any) -> Tensor:
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:
     """min(max(input, min), max) with number or Tensor bounds (a bound may be None, not both)."""
     if min is None and max is None:
-        raise ValueError("clamp: at least one of min and max must not be None")
+        shape = getattr(input, "shape", "?")
+        raise RuntimeError(f"clamp: At least one of 'min' or 'max' must not be None (input of shape {shape})")
     return Clamp.apply(input, min, max)
 
 

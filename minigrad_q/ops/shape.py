@@ -3,7 +3,8 @@
 Three Functions do all the work: Reshape (which also serves view, flatten,
 squeeze and unsqueeze), Permute (transpose, .T) and Expand (broadcast_to).
 Forward returns a view of the input wherever NumPy/CuPy can make one;
-backward moves the gradient back to the input's layout.
+backward moves the gradient back to the input's layout. A shape that does not fit the
+tensor is a RuntimeError in reshape/view and permute, as in torch.
 """
 
 from __future__ import annotations
@@ -70,14 +71,14 @@ def _infer_shape(current: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int,
         numel *= s
     unknown = [i for i, s in enumerate(shape) if s == -1]
     if len(unknown) > 1 or any(s < -1 for s in shape):
-        raise ValueError(f"reshape: invalid shape {shape}: sizes must be >= 0, with at most one -1")
+        raise RuntimeError(f"reshape: invalid shape {shape}: sizes must be >= 0, with at most one -1")
     known = 1
     for s in shape:
         if s != -1:
             known *= s
     if unknown:
         if known == 0:
-            raise ValueError(
+            raise RuntimeError(
                 f"reshape: cannot reshape tensor of shape {current} ({numel} elements) into {shape}: "
                 "the -1 is ambiguous when another size is 0"
             )
@@ -87,7 +88,7 @@ def _infer_shape(current: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int,
             return tuple(inferred)
     elif known == numel:
         return shape
-    raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) into {shape}")
+    raise RuntimeError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) into {shape}")
 
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -158,10 +159,10 @@ def permute(input: Tensor, dims: Any) -> Tensor:
     dims = _as_shape("permute", dims)
     ndim = input.ndim
     if len(dims) != ndim:
-        raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor of shape {input.shape} ({ndim} dims)")
+        raise RuntimeError(f"permute: got {len(dims)} dims {dims} for a tensor of shape {input.shape} ({ndim} dims)")
     normalized = tuple(normalize_dim("permute", d, ndim) for d in dims)
     if sorted(normalized) != list(range(ndim)):
-        raise ValueError(f"permute: dims {dims} are not a permutation of the {ndim} dims of shape {input.shape}")
+        raise RuntimeError(f"permute: dims {dims} are not a permutation of the {ndim} dims of shape {input.shape}")
     return Permute.apply(input, normalized)
 
 

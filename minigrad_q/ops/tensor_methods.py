@@ -190,6 +190,9 @@ class TensorMethods:
     def any(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return reduce.any(self, dim, keepdim)
 
+    def cumsum(self, dim: int, *, dtype: Any = None) -> Tensor:
+        return reduce.cumsum(self, dim, dtype=dtype)
+
     def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
         return softmaxes.logsumexp(self, dim, keepdim)
 

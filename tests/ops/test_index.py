@@ -360,11 +360,135 @@ def test_pad_gradient_with_crops_is_zero_where_cropped(device):
 
 def test_pad_errors():
     x = mq.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"pad: mode 'reflect' is not supported; only mode='constant'"):
-        mq.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(NotImplementedError, match=r"pad: unrecognised padding mode 'reflection'; the modes are "
+                                                   r"'constant', 'reflect', 'replicate', 'circular'"):
+        mq.pad(x, (1, 1), mode="reflection")
     with pytest.raises(ValueError, match=r"pad: expected an even number of pad sizes.*\(4 for shape \(2, 3\)\), got \(1, 1, 1\)"):
         mq.pad(x, (1, 1, 1))
     with pytest.raises(ValueError, match=r"pad: expected an even number .*got \(1, 1, 1, 1, 1, 1\)"):
         mq.pad(x, (1, 1, 1, 1, 1, 1))
     with pytest.raises(ValueError, match=r"pad: pad \(-2, -2\) makes dim 1 of shape \(2, 3\) negative \(-1\)"):
         mq.pad(x, (-2, -2))
+
+
+# ---------------------------------------------------------------- pad: reflect, replicate, circular
+ROW = values((1, 5))  # [[0, 1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("mode, amounts, expected", [
+    ("reflect", (2, 3), [2, 1, 0, 1, 2, 3, 4, 3, 2, 1]),
+    ("replicate", (2, 3), [0, 0, 0, 1, 2, 3, 4, 4, 4, 4]),
+    ("circular", (2, 3), [3, 4, 0, 1, 2, 3, 4, 0, 1, 2]),
+    ("reflect", (4, 0), [4, 3, 2, 1, 0, 1, 2, 3, 4]),
+    ("replicate", (0, 7), [0, 1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4]),
+    ("circular", (5, 5), [0, 1, 2, 3, 4] * 3),
+    # negative amounts crop: after taking the strips for reflect/replicate, before for circular (torch)
+    ("reflect", (-1, 2), [1, 2, 3, 4, 3, 2]),
+    ("reflect", (2, -4), [2, 1, 0]),
+    ("replicate", (2, -2), [0, 0, 0, 1, 2]),
+    ("circular", (-1, 2), [1, 2, 3, 4, 1, 2]),
+    ("circular", (2, -2), [1, 2, 0, 1, 2]),
+])
+def test_pad_modes_on_a_row(device, mode, amounts, expected):
+    y = mq.pad(mq.tensor(ROW, device=device), amounts, mode)
+    np.testing.assert_array_equal(y.numpy(), [expected])
+
+
+@pytest.mark.parametrize("mode, amounts, expected", [
+    ("reflect", (2, 3), [2, 1 + 3 + 9, 0 + 4 + 8, 5 + 7, 6]),  # y = x2 x1 x0 x1 x2 x3 x4 x3 x2 x1
+    ("replicate", (2, 3), [0 + 1 + 2, 3, 4, 5, 6 + 7 + 8 + 9]),  # y = x0 x0 x0 x1 x2 x3 x4 x4 x4 x4
+    ("circular", (2, 3), [2 + 7, 3 + 8, 4 + 9, 0 + 5, 1 + 6]),  # y = x3 x4 x0 x1 x2 x3 x4 x0 x1 x2
+    ("reflect", (-1, 2), [0, 0, 1 + 5, 2 + 4, 3]),  # y = x1 x2 x3 x4 x3 x2 (x0 cropped away)
+    ("circular", (2, -2), [2, 0 + 3, 1 + 4, 0, 0]),  # y = x1 x2 x0 x1 x2 (cropped to x0 x1 x2, then wrapped)
+])
+def test_pad_mode_gradients_add_each_strip_back_onto_its_source(device, mode, amounts, expected):
+    x = leaf(ROW, device)
+    y = mq.pad(x, amounts, mode)
+    y.backward(mq.tensor(values(y.shape), device=device))  # output position k gets gradient k
+    np.testing.assert_array_equal(x.grad.numpy(), [expected])
+
+
+MODE_CASES = [
+    ((2, 5), (2, 3)),
+    ((2, 3, 5), (1, 0)),
+    ((2, 3, 4), (1, 2, 2, 1)),
+    ((1, 2, 3, 4), (3, 0, 0, 2)),
+    ((2, 3, 4, 3), (2, 1, 1, 0, 1, 2)),
+    ((1, 2, 3, 4, 3), (1, 2, 2, 1, 0, 1)),
+    ((2, 5), (-2, 3)),
+    ((2, 3, 4), (-1, 1, 2, -1)),
+    ((2, 3, 4, 3), (0, -1, -2, 2, 1, -1)),
+    ((0, 3, 4), (1, 1)),
+    ((3, 1), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape, amounts", MODE_CASES)
+def test_pad_modes_match_torch(mode, shape, amounts):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    theirs = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.pad(theirs, amounts, mode=mode)
+    grad_output = rng.standard_normal(tuple(expected.shape))
+    expected.backward(torch.tensor(grad_output))
+    ours = leaf(x, "cpu")
+    y = mq.pad(ours, amounts, mode)
+    y.backward(mq.tensor(grad_output))
+    assert y.shape == tuple(expected.shape)
+    np.testing.assert_array_equal(y.detach().numpy(), expected.detach().numpy())
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_pad_mode_of_integers_keeps_the_dtype(device):
+    y = mq.pad(mq.tensor(np.array([[1, 2, 3]]), device=device), (1, 1), "reflect")
+    assert y.dtype == mq.int64
+    np.testing.assert_array_equal(y.numpy(), [[2, 1, 2, 3, 2]])
+
+
+def test_pad_mode_value_must_be_absent_or_zero():
+    x = mq.zeros(2, 3)
+    assert mq.pad(x, (1, 1), "replicate", value=0).shape == (2, 5)
+    with pytest.raises(RuntimeError, match=r"pad: padding mode 'replicate' doesn't take a value argument, got value=1.5"):
+        mq.pad(x, (1, 1), "replicate", value=1.5)
+
+
+@pytest.mark.parametrize("mode, shape, amounts, error, message", [
+    ("reflect", (2, 3), (3, 0), RuntimeError,
+     r"pad: reflect padding \(3, 0\) of dim 1 of shape \(2, 3\) must be less than the dim's size 3"),
+    ("circular", (2, 3), (0, 4), RuntimeError,
+     r"pad: circular padding \(0, 4\) of dim 1 \(size 3, 3 after the crops\) of shape \(2, 3\) wraps around more than once"),
+    ("circular", (2, 3), (-2, 2), RuntimeError, r"pad: circular padding \(-2, 2\) .*\(size 3, 1 after the crops\)"),
+    ("replicate", (2, 3), (-4, 0), RuntimeError, r"pad: replicate padding \(-4, 0\) makes dim 1 of shape \(2, 3\) negative"),
+    ("reflect", (2, 3), (-2, -1), RuntimeError,
+     r"pad: reflect padding \(-2, -1\) leaves no entry in any padded dim of shape \(2, 3\) \(sizes \(0,\)\)"),
+    ("replicate", (2, 0), (1, 1), RuntimeError,
+     r"pad: replicate padding needs entries to copy, but dim 1 of shape \(2, 0\) is empty"),
+    ("reflect", (5,), (1, 1), NotImplementedError,
+     r"pad: mode 'reflect' pads the last 1, 2 or 3 dims .* got 2 pad sizes \(1, 1\) for a 1-d input of shape \(5,\)"),
+    ("replicate", (2, 3), (1, 1, 1, 1), NotImplementedError, r"got 4 pad sizes \(1, 1, 1, 1\) for a 2-d input"),
+    ("circular", (1, 1, 1, 2, 3, 4), (1, 1, 1, 1, 1, 1), NotImplementedError, r"got 6 pad sizes .* for a 6-d input"),
+    ("reflect", (1, 1, 2, 3, 4), (1, 1, 1, 1, 1, 1, 1, 1), NotImplementedError, r"got 8 pad sizes"),
+])
+def test_pad_mode_errors(mode, shape, amounts, error, message):
+    with pytest.raises(error, match=message):
+        mq.pad(mq.zeros(*shape), amounts, mode)
+
+
+@pytest.mark.parametrize("mode, shape, amounts, value", [
+    ("reflect", (2, 3), (3, 0), None),
+    ("reflect", (2, 3), (-3, 0), None),
+    ("circular", (2, 3), (0, 4), None),
+    ("replicate", (5,), (1, 1), None),
+    ("reflect", (2, 3), (1, 1, 1, 1), None),
+    ("replicate", (2, 3), (1, 1), 2.0),
+    ("wrap", (2, 3), (1, 1), None),
+])
+def test_pad_mode_errors_have_torchs_types(mode, shape, amounts, value):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(Exception) as theirs:
+        torch.nn.functional.pad(torch.zeros(shape), amounts, mode=mode, value=value)
+    with pytest.raises(Exception) as ours:
+        mq.pad(mq.zeros(*shape), amounts, mode, value)
+    assert ours.type is theirs.type

@@ -3,7 +3,7 @@ conventions, numerical stability, zero-size inputs and error messages."""
 
 import numpy as np
 import pytest
-from dim_cases import DIM_CASES, X, grad_of, kept, output_like
+from dim_cases import DIM_CASES, X, grad_of, kept, output_like, rng
 from helpers import const, host, leaf
 
 import minigrad_q as mq
@@ -287,3 +287,75 @@ def test_all_and_any_reject_a_bad_dim():
         mq.tensor([[1.0]]).all(dim=2)
     with pytest.raises(IndexError, match="any: dimension -3 is out of range"):
         mq.tensor([[1.0]]).any(dim=-3)
+
+
+# ---------------------------------------------------------------- cumsum
+def running_sum_matrix(n):
+    """L with L[i, j] = 1 for j <= i: cumsum along an axis is L @ x there, so its gradient is L.T @ g."""
+    return np.tril(np.ones((n, n)))
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
+def test_cumsum_forward_and_gradient_are_the_running_sum_and_its_transpose(device, dim):
+    axis = dim % X.ndim
+    lower = running_sum_matrix(X.shape[axis])
+    expected = np.moveaxis(np.tensordot(lower, np.moveaxis(X, axis, 0), axes=1), 0, axis)
+    y = mq.cumsum(const(X, device), dim)
+    assert y.shape == X.shape and y.dtype == mq.float64
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-14)
+    g = output_like(X)
+    grad = np.moveaxis(np.tensordot(lower.T, np.moveaxis(g, axis, 0), axes=1), 0, axis)  # Σ_{i >= j} g_i
+    np.testing.assert_allclose(grad_of(lambda x: mq.cumsum(x, dim), X, g, device), grad, rtol=1e-12, atol=1e-14)
+
+
+def test_cumsum_gradient_of_ones_counts_the_outputs_each_input_reaches(device):
+    x = leaf(np.zeros((2, 4)), device)
+    x.cumsum(1).backward(const(np.ones((2, 4)), device))
+    np.testing.assert_array_equal(x.grad.numpy(), [[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]])
+
+
+@pytest.mark.parametrize("shape, dim", [((5,), 0), ((3, 4), 0), ((3, 4), -1), ((), 0), ((), -1), ((0, 3), 0),
+                                        ((2, 0), 1), ((1, 1, 6), 2)])
+def test_cumsum_matches_torch(shape, dim):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape)
+    ours = leaf(x)
+    y = ours.cumsum(dim)
+    y.backward(const(g))
+    theirs = torch.tensor(x, requires_grad=True)
+    y_torch = torch.cumsum(theirs, dim)
+    y_torch.backward(torch.tensor(g))
+    assert y.shape == tuple(y_torch.shape)
+    np.testing.assert_allclose(host(y), y_torch.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_cumsum_of_bool_and_integers_is_int64_without_gradient(device):
+    flags = const(np.array([True, False, True, True]), device)
+    assert mq.cumsum(flags, 0).dtype == mq.int64 and not mq.cumsum(flags, 0).requires_grad
+    np.testing.assert_array_equal(mq.cumsum(flags, 0).numpy(), [1, 1, 2, 3])
+    small = const(np.array([100, 100, 100], dtype=np.int8), device)
+    np.testing.assert_array_equal(small.cumsum(0).numpy(), [100, 200, 300])
+    assert small.cumsum(0).dtype == mq.int64
+
+
+def test_cumsum_dtype_casts_first_and_keeps_the_gradient(device):
+    x = mq.tensor(np.array([0.5, 0.25, 0.125], np.float32), device=device, requires_grad=True)
+    y = mq.cumsum(x, 0, dtype=mq.float64)
+    assert y.dtype == mq.float64
+    np.testing.assert_array_equal(host(y), [0.5, 0.75, 0.875])
+    y.backward(const(np.ones(3), device))
+    assert x.grad.dtype == mq.float32
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 2.0, 1.0])
+    np.testing.assert_array_equal(const([1, 2, 3], device).cumsum(0, dtype=mq.float32).numpy(), [1.0, 3.0, 6.0])
+
+
+def test_cumsum_errors_name_the_op():
+    x = mq.zeros(2, 3)
+    with pytest.raises(IndexError, match=r"cumsum: dimension 2 is out of range for a tensor of 2 dims"):
+        mq.cumsum(x, 2)
+    with pytest.raises(TypeError, match=r"cumsum: dim must be a single int, got None"):
+        x.cumsum(None)
+    with pytest.raises(TypeError, match=r"cumsum: dim must be a single int, got \(0, 1\)"):
+        mq.cumsum(x, (0, 1))

@@ -125,8 +125,15 @@ def test_clamp_of_integers_and_promotion(device):
 
 
 def test_clamp_needs_a_bound(device):
-    with pytest.raises(ValueError, match="clamp: at least one of min and max must not be None"):
+    message = r"clamp: At least one of 'min' or 'max' must not be None \(input of shape \(1,\)\)"
+    with pytest.raises(RuntimeError, match=message):
         mq.clamp(const([1.0], device))
+    with pytest.raises(RuntimeError, match=message):
+        mq.clip(const([1.0], device), None, None)
+    with pytest.raises(RuntimeError, match=message):
+        const([1.0], device).clamp()
+    with pytest.raises(RuntimeError, match=message):
+        const([1.0], device).clip(None, None)
 
 
 def test_clip_is_clamp(device):

@@ -74,15 +74,15 @@ def test_reshape_of_non_contiguous_input(device):
 
 def test_reshape_errors_name_the_shapes():
     x = mq.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"reshape: cannot reshape tensor of shape \(2, 3\) \(6 elements\) into \(4, 2\)"):
+    with pytest.raises(RuntimeError, match=r"reshape: cannot reshape tensor of shape \(2, 3\) \(6 elements\) into \(4, 2\)"):
         x.reshape(4, 2)
-    with pytest.raises(ValueError, match=r"reshape: cannot reshape .* into \(4, -1\)"):
+    with pytest.raises(RuntimeError, match=r"reshape: cannot reshape .* into \(4, -1\)"):
         x.reshape(4, -1)
-    with pytest.raises(ValueError, match=r"reshape: invalid shape \(-1, -1\).*at most one -1"):
+    with pytest.raises(RuntimeError, match=r"reshape: invalid shape \(-1, -1\).*at most one -1"):
         x.reshape(-1, -1)
-    with pytest.raises(ValueError, match=r"reshape: invalid shape \(-2, -3\)"):
+    with pytest.raises(RuntimeError, match=r"reshape: invalid shape \(-2, -3\)"):
         x.reshape(-2, -3)
-    with pytest.raises(ValueError, match=r"reshape: .*\(0, -1\).*ambiguous"):
+    with pytest.raises(RuntimeError, match=r"reshape: .*\(0, -1\).*ambiguous"):
         mq.zeros(0, 3).reshape(0, -1)
     with pytest.raises(TypeError, match=r"reshape: expected a shape of ints"):
         x.reshape(2.0, 3)
@@ -191,9 +191,9 @@ def test_transpose_of_1d_and_0d_is_identity(device):
 
 def test_permute_errors():
     x = mq.zeros(2, 3)
-    with pytest.raises(ValueError, match=r"permute: dims \(0, 0\) are not a permutation of the 2 dims of shape \(2, 3\)"):
+    with pytest.raises(RuntimeError, match=r"permute: dims \(0, 0\) are not a permutation of the 2 dims of shape \(2, 3\)"):
         x.permute(0, 0)
-    with pytest.raises(ValueError, match=r"permute: got 3 dims \(0, 1, 2\) for a tensor of shape \(2, 3\)"):
+    with pytest.raises(RuntimeError, match=r"permute: got 3 dims \(0, 1, 2\) for a tensor of shape \(2, 3\)"):
         x.permute(0, 1, 2)
     with pytest.raises(IndexError, match=r"permute: dimension 2 is out of range for a tensor of 2 dims"):
         x.permute(0, 2)
@@ -201,6 +201,22 @@ def test_permute_errors():
         x.transpose(0, -3)
     with pytest.raises(TypeError, match=r"transpose: dim must be an int, got float"):
         x.transpose(0, 1.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda lib, x: x.reshape(4, 2),
+    lambda lib, x: x.view(-1, -1),
+    lambda lib, x: lib.reshape(x, (-2, 3)),
+    lambda lib, x: lib.reshape(x[:0], (0, -1)),
+    lambda lib, x: x.permute(1, 1),
+    lambda lib, x: lib.permute(x, (1, 0, 2)),
+], ids=["reshape", "view-two-minus-ones", "negative-size", "ambiguous", "permute-repeat", "permute-length"])
+def test_shape_errors_have_torchs_type(call):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError):
+        call(torch, torch.zeros(2, 3))
+    with pytest.raises(RuntimeError, match=r"(reshape|permute): "):
+        call(mq, mq.zeros(2, 3))
 
 
 # ---------------------------------------------------------------- expand / broadcast_to

@@ -1,6 +1,7 @@
 """Unary math and activations: forward against NumPy, gradients against the derivative written out in
 NumPy, PyTorch's kink conventions, integer inputs, 0-d and zero-size inputs, numerical range."""
 
+import math
 import warnings
 
 import numpy as np
@@ -24,6 +25,31 @@ def sigmoid_reference(x):
     return np.exp(-np.logaddexp(0, -x))  # 1 / (1 + exp(-x)) without overflow
 
 
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def normal_cdf_reference(x):
+    """Φ(x) = ½·erfc(-x/√2) through math.erfc (relative precision also in the far left tail)."""
+    return np.asarray(0.5 * _erfc(-np.asarray(x, dtype=np.float64) / math.sqrt(2)), dtype=np.float64)
+
+
+def gelu_reference(x):
+    return x * normal_cdf_reference(x)
+
+
+def gelu_derivative(x):
+    return normal_cdf_reference(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def gelu_tanh_reference(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def gelu_tanh_derivative(x):
+    t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
+
+
 # op, NumPy forward, NumPy derivative, input range (low, high)
 UNARY = {
     "exp": (mq.exp, np.exp, np.exp, (-3, 3)),
@@ -37,6 +63,8 @@ UNARY = {
     "sigmoid": (mq.sigmoid, sigmoid_reference, lambda x: sigmoid_reference(x) * (1 - sigmoid_reference(x)), (-6, 6)),
     "relu": (mq.relu, lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0, (-3, 3)),
     "leaky_relu": (mq.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), lambda x: np.where(x > 0, 1, 0.01), (-3, 3)),
+    "gelu": (mq.gelu, gelu_reference, gelu_derivative, (-6, 6)),
+    "gelu_tanh": (lambda t: mq.gelu(t, approximate="tanh"), gelu_tanh_reference, gelu_tanh_derivative, (-6, 6)),
 }
 
 
@@ -64,7 +92,7 @@ def test_float32_stays_float32(device, name):
     assert t.grad.dtype == mq.float32
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "leaky_relu", "gelu", "gelu_tanh"])
 def test_float_math_of_integers_gives_the_default_dtype(device, name):
     op, forward, _, _ = UNARY[name]
     y = op(const([1, 2, 3], device))
@@ -167,3 +195,73 @@ def test_activations_match_torch():
         getattr(mq, name)(ours).backward(const(np.ones(21), "cpu"))
         op(theirs).backward(torch.ones(21, dtype=torch.float64))
         np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+# ---------------------------------------------------------------- gelu
+# |x/√2| = 0.46875 and 4 are where the erfc approximation changes formula
+_GELU_EDGES = [0.0, -0.0, 0.46875 * math.sqrt(2), -0.46875 * math.sqrt(2), 4 * math.sqrt(2), -4 * math.sqrt(2),
+               1e-300, -1e-8, 10.0, -10.0, 40.0, -40.0]
+
+
+def test_gelu_follows_the_normal_cdf_to_float64_precision(device):
+    """y = x·Φ(x) and dy/dx = Φ(x) + x·φ(x) against math.erfc, in relative terms, tails included
+    (down to x = -37, where y is still a normal float64, ~1e-298; the rounding of exp(-x²/2) there
+    costs ~x²/2 ulps, 2.4e-13)."""
+    x = np.concatenate([np.linspace(-37, 37, 1481), _GELU_EDGES, np.nextafter(_GELU_EDGES[2:6], 0)])
+    t = leaf(x, device)
+    y = mq.gelu(t)
+    y.backward(const(np.ones_like(x), device))
+    np.testing.assert_allclose(host(y), gelu_reference(x), rtol=4e-13, atol=0)
+    np.testing.assert_allclose(t.grad.numpy(), gelu_derivative(x), rtol=4e-13, atol=1e-300)
+    middle = np.abs(x) < 3  # a few ulps where most activations live
+    np.testing.assert_allclose(host(y)[middle], gelu_reference(x[middle]), rtol=5e-15, atol=1e-300)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("shape", [(2, 3), (), (0, 4), (3, 1, 5)])
+def test_gelu_matches_torch(approximate, shape):
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(-7, 7, shape)
+    if x.size >= len(_GELU_EDGES):
+        x.reshape(-1)[:len(_GELU_EDGES)] = _GELU_EDGES
+    grad_output = rng.standard_normal(shape)
+    ours = leaf(x, "cpu")
+    mq.gelu(ours, approximate).backward(const(grad_output, "cpu"))
+    theirs = torch.tensor(x, requires_grad=True)
+    out = torch.nn.functional.gelu(theirs, approximate=approximate)
+    out.backward(torch.tensor(grad_output))
+    np.testing.assert_allclose(host(mq.gelu(const(x, "cpu"), approximate)), out.detach().numpy(), rtol=1e-13, atol=1e-15)
+    # atol: torch's 1 + erf(x/√2) (and, with tanh, our 1 + tanh and 1 - tanh² too) cancel in the left tail
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-13, atol=2e-14)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_at_zero_and_far_out(device, approximate):
+    x = np.array([0.0, -40.0, 40.0])
+    np.testing.assert_array_equal(host(mq.gelu(const(x, device), approximate)), [0.0, -0.0, 40.0])
+    np.testing.assert_array_equal(gradient(lambda t: mq.gelu(t, approximate), x, device), [0.5, 0.0, 1.0])
+
+
+def test_gelu_exact_and_tanh_forms_differ_little_but_do_differ(device):
+    x = const(np.linspace(-4, 4, 81), device)
+    difference = np.abs(host(mq.gelu(x)) - host(mq.gelu(x, approximate="tanh")))
+    assert 1e-4 < difference.max() < 1e-3  # the tanh form is an approximation (max gap about 4.7e-4)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_half_precision_is_computed_in_float32(device, approximate):
+    x = np.linspace(-6, 6, 49)
+    t = leaf(x.astype(np.float16), device)
+    y = mq.gelu(t, approximate)
+    y.backward(const(np.ones(49, np.float16), device))
+    assert y.dtype == mq.float16 and t.grad.dtype == mq.float16
+    forward, derivative = (gelu_reference, gelu_derivative) if approximate == "none" else (
+        gelu_tanh_reference, gelu_tanh_derivative)
+    x16 = x.astype(np.float16).astype(np.float64)
+    np.testing.assert_allclose(host(y).astype(np.float64), forward(x16), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(t.grad.numpy().astype(np.float64), derivative(x16), rtol=1e-3, atol=1e-3)
+
+
+def test_gelu_refuses_an_unknown_approximation():
+    with pytest.raises(RuntimeError, match=r"gelu: approximate argument must be either 'none' or 'tanh', got 'erf'"):
+        mq.gelu(mq.zeros(2), approximate="erf")
