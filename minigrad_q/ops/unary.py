@@ -16,7 +16,7 @@ from typing import Any
 from .. import backend
 from ..core import Function, Tensor
 from ..specs import register_spec
-from . import _gpu
+from . import _chunked, _gpu
 from ._promotion import _floating, _reuse
 
 __all__ = ["exp", "log", "sqrt", "abs", "sign", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "gelu"]
@@ -112,7 +112,8 @@ class Cos(Function):
 
 
 class Tanh(Function):
-    """y = tanh(x);  dy/dx = 1 - y². On a GPU the backward is one kernel (ops/_gpu.py)."""
+    """y = tanh(x);  dy/dx = 1 - y². On a GPU the backward is one kernel (ops/_gpu.py); on large CPU arrays
+    it runs in cache-sized chunks (ops/_chunked.py)."""
 
     def forward(self, x: Any) -> Any:
         y = self.xp.tanh(_floating(x))
@@ -123,6 +124,8 @@ class Tanh(Function):
         (y,) = self.saved
         if _gpu.takes(grad_output):
             return _gpu.elementwise(self, "minigrad_q_tanh_backward", grad_output, y)
+        if _chunked.takes(grad_output, y):
+            return _chunked.tanh_backward(grad_output, y)
         gx = y * y
         gx = self.xp.subtract(1, gx, out=_reuse(gx))
         gx *= grad_output
@@ -133,7 +136,8 @@ class Sigmoid(Function):
     """y = 1/(1 + exp(-x)) = e/(1 + e) with e = exp(x);  dy/dx = y(1 - y).
 
     e/(1 + e) keeps full relative precision for very negative x; x is capped at 40 (11 in float16),
-    where y already rounds to 1, so exp never overflows. On a GPU each direction is one kernel (ops/_gpu.py).
+    where y already rounds to 1, so exp never overflows. On a GPU each direction is one kernel (ops/_gpu.py);
+    on large CPU arrays each runs in cache-sized chunks (ops/_chunked.py).
     """
 
     def forward(self, x: Any) -> Any:
@@ -142,7 +146,12 @@ class Sigmoid(Function):
             y = _gpu.elementwise(self, "minigrad_q_sigmoid_forward", x)
             self.save_for_backward(y)
             return y
-        e = x.clip(-math.inf, 11.0 if x.dtype.itemsize == 2 else 40.0)
+        cap = 11.0 if x.dtype.itemsize == 2 else 40.0
+        if _chunked.takes(x):
+            y = _chunked.sigmoid(x, cap)
+            self.save_for_backward(y)
+            return y
+        e = x.clip(-math.inf, cap)
         e = self.xp.exp(e, out=_reuse(e))
         y = e + 1
         y = self.xp.divide(e, y, out=_reuse(y))
@@ -153,6 +162,8 @@ class Sigmoid(Function):
         (y,) = self.saved
         if _gpu.takes(grad_output):
             return _gpu.elementwise(self, "minigrad_q_sigmoid_backward", grad_output, y)
+        if _chunked.takes(grad_output, y):
+            return _chunked.sigmoid_backward(grad_output, y)
         gx = self.xp.subtract(1, y)
         gx *= y
         gx *= grad_output

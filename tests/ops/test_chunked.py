@@ -1,0 +1,44 @@
+"""The chunked CPU path of sigmoid and of tanh's and sigmoid's backward (ops/_chunked.py) computes the plain
+path's values bit for bit, on arrays large enough to take it, in float32 and float64, with extreme values."""
+
+import numpy as np
+import pytest
+
+import minigrad_q as mq
+from minigrad_q.ops import _chunked
+
+rng = np.random.default_rng(0)
+
+
+def values(dtype, shape):
+    x = rng.standard_normal(shape) * 8
+    x.reshape(-1)[:8] = [-100.0, -40.0, 39.0, 41.0, 1e4, np.inf, -np.inf, np.nan]
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", [mq.sigmoid, mq.tanh], ids=["sigmoid", "tanh"])
+def test_chunked_equals_plain_bit_for_bit(op, dtype, monkeypatch):
+    shape = (3, _chunked.CHUNK + 123)  # several chunks and a short last one
+    x, g = values(dtype, shape), rng.standard_normal(shape).astype(dtype)
+    calls = []
+    for name in ("sigmoid", "sigmoid_backward", "tanh_backward"):
+        original = getattr(_chunked, name)
+        monkeypatch.setattr(_chunked, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    results = []
+    for fused in (True, False):
+        t = mq.tensor(x, requires_grad=True)
+        with mq.backend.use_fused(fused):
+            y = op(t)
+            y.backward(mq.tensor(g))
+        results.append((y.detach().numpy(), t.grad.numpy()))
+    assert calls == (["sigmoid", "sigmoid_backward"] if op is mq.sigmoid else ["tanh_backward"])
+    for fused, plain in zip(*results):
+        np.testing.assert_array_equal(fused, plain)
+
+
+def test_small_or_strided_arrays_take_the_plain_path():
+    small = np.ones(_chunked.MIN_SIZE - 1, np.float32)
+    large = np.ones((2, _chunked.MIN_SIZE), np.float32)
+    assert not _chunked.takes(small) and _chunked.takes(large) and not _chunked.takes(large[:, ::2])
+    assert not _chunked.takes(large, np.broadcast_to(np.float32(1), large.shape))  # a sum's gradient
