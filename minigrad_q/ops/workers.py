@@ -84,12 +84,14 @@ def _one_blas_thread(work: Callable[[list[int]], Any], chunks: list[int]) -> Any
 def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, blas: bool = True) -> list[Any]:
     """[work(chunk indices of worker w) for w in range(workers)]: worker w takes chunks w, w + T, ...;
     worker 0 is the calling thread. When the work calls BLAS (`blas`), BLAS runs single-threaded
-    meanwhile in each worker, also with one worker: per thread where OpenBLAS allows it (so the result
-    does not depend on the thread that calls, nor on other threads), else process-wide."""
+    meanwhile in each worker, also with one worker: set process-wide (which takes effect when the main
+    thread calls, and makes the per-thread settings cheap no-ops there: OpenBLAS otherwise adjusts its
+    thread pool at each one, which made conv2d 1.6x slower), and per thread where OpenBLAS allows it (so
+    that the result does not depend on the calling thread)."""
     if workers <= 1 and not blas:
         return [work(list(range(chunks)))]
     run = _one_blas_thread if blas and _local_setters() else (lambda task, indices: task(indices))
-    controllers = blas_controllers() if blas and not _local_setters() else []
+    controllers = blas_controllers() if blas else []
     saved = [c.get_num_threads() for c in controllers]
     for c, count in zip(controllers, saved):
         if count != 1:
