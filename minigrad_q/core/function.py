@@ -49,8 +49,8 @@ class Function:
     retained_outputs: dict[int, Any] | None = None
     created_at: str | None = None
     input_shapes: tuple[tuple[int, ...] | None, ...] = ()
-    # (version counter, version at forward, which tensor) of each input or output whose array was saved
-    saved_versions: tuple[tuple[list[int], int, str], ...] = ()
+    # (version counter, version at forward, "input" or "output", position) of each tensor whose array was saved
+    saved_versions: tuple[tuple[list[int], int, str, int], ...] = ()
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
@@ -119,7 +119,8 @@ class Function:
         output = _output(out, fn, 0, record)
         if record:
             fn.output_meta = ((output.data.shape, output.data.dtype),)
-            _watch_saved(fn, args, (output,))
+            if fn.saved:
+                _watch_saved(fn, args, (output,))
         if state.anomaly:
             check_finite(fn, [output.data], "forward output")
         return output
@@ -127,23 +128,27 @@ class Function:
 
 def _watch_saved(fn: Function, args: Sequence[Any], outputs: Sequence[Tensor]) -> None:
     """Remember the versions of the inputs and outputs whose arrays (or views of them) `fn` saved."""
-    saved = [array for array in fn.saved if array is not None and hasattr(array, "dtype")] if fn.saved else ()
-    if not saved:
-        return
-    bases = {id(array) for array in saved} | {id(array.base) for array in saved if getattr(array, "base", None) is not None}
-    watched = [(arg._versions, arg._versions[0], f"input {i}") for i, arg in enumerate(args)
-               if isinstance(arg, Tensor) and id(arg.data) in bases]
-    watched += [(out._versions, 0, f"output {i}") for i, out in enumerate(outputs) if id(out.data) in bases]
+    watched = None
+    for array in fn.saved:
+        if array is None or not hasattr(array, "base"):
+            continue
+        base = array.base
+        for position, tensor in enumerate(args if type(args) is tuple else tuple(args)):
+            if type(tensor) is Tensor and (tensor.data is array or tensor.data is base):
+                watched = (watched or []) + [(tensor._versions, tensor._versions[0], "input", position)]
+        for position, tensor in enumerate(outputs):
+            if tensor.data is array or tensor.data is base:
+                watched = (watched or []) + [(tensor._versions, 0, "output", position)]
     if watched:
         fn.saved_versions = tuple(watched)
 
 
 def check_saved_versions(fn: Function) -> None:
     """Raise when a tensor `fn` saved for backward was changed in place since (torch's version check)."""
-    for counter, version, which in fn.saved_versions:
+    for counter, version, kind, position in fn.saved_versions:
         if counter[0] != version:
             raise RuntimeError(
-                f"one of the tensors needed for the gradient was changed by an in-place operation: {which} of "
+                f"one of the tensors needed for the gradient was changed by an in-place operation: {kind} {position} of "
                 f"{fn.name} is at version {counter[0]}, and {fn.name} saved it at version {version} for its backward; "
                 "change a copy (x.clone()) or do the in-place change after backward"
             )

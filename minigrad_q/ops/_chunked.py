@@ -19,7 +19,7 @@ MIN_SIZE = 2 * CHUNK
 def takes(*arrays: Any) -> bool:
     """Whether an op on these NumPy arrays (of one shape) takes the chunked path."""
     first = arrays[0]
-    return (backend.fused_enabled() and type(first) is backend.ndarray and first.size >= MIN_SIZE
+    return (type(first) is backend.ndarray and first.size >= MIN_SIZE and backend.fused_enabled()
             and first.dtype.kind == "f" and all(a.flags.c_contiguous and a.shape == first.shape for a in arrays))
 
 

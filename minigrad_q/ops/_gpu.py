@@ -23,11 +23,12 @@ from ._cuda import KERNELS
 from ._windows import output_size
 
 KERNEL_DTYPES = (backend.float32, backend.float64)
+_ndarray = backend.ndarray
 
 
 def takes(x: Any) -> bool:
     """Whether an op on the array x takes its GPU path."""
-    return backend.fused_enabled() and backend.device_of(x) != "cpu" and x.dtype in KERNEL_DTYPES
+    return type(x) is not _ndarray and backend.fused_enabled() and backend.device_of(x) != "cpu" and x.dtype in KERNEL_DTYPES
 
 
 def run_kernel(name: str, items: int, *args: Any, dtype: Any) -> None:
