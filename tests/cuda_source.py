@@ -122,3 +122,30 @@ class HostKernel:
             else:
                 converted.append(scalars[arg.dtype](arg))
         self.function(*converted)
+
+
+_compiled = {}
+
+
+def route_gpu_path(monkeypatch, module, takes, launched, on_gpu=False):
+    """Make a GPU-path module (ops/_gpu.py, optim/_gpu.py: a `takes` gate and a `run_kernel(name, items,
+    *args, dtype=)` over its `KERNELS`) record each kernel it launches in `launched`. Unless `on_gpu`, also
+    run it on NumPy arrays: `takes` replaces its gate, and each kernel runs as a HostKernel."""
+    run = module.run_kernel
+    if not on_gpu:
+        kernels = module.KERNELS
+
+        def run(name, items, *args, dtype):
+            key = (kernels[name], name, np.dtype(dtype))
+            if key not in _compiled:
+                _compiled[key] = HostKernel(kernels[name], name, dtype)
+            _compiled[key](*args)
+
+        monkeypatch.setattr(module, "takes", takes)
+
+    def recorded(name, *args, **options):
+        launched.append(name)
+        run(name, *args, **options)
+
+    launched.clear()
+    monkeypatch.setattr(module, "run_kernel", recorded)

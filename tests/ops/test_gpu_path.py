@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_source import HostKernel, assert_compiles_with_nvrtc
+from cuda_source import assert_compiles_with_nvrtc, route_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
@@ -25,34 +25,16 @@ from minigrad_q.specs import spec_for
 from minigrad_q.testing import RandomDraw, check_spec
 
 rng = np.random.default_rng(0)
-_host_kernels = {}
 launched = []  # the names of the kernels run, in order
-
-
-def _run_on_host(name, items, *args, dtype):
-    key = (name, np.dtype(dtype))
-    if key not in _host_kernels:
-        _host_kernels[key] = HostKernel(_cuda.KERNELS[name], name, dtype)
-    _host_kernels[key](*args)
 
 
 @pytest.fixture(params=["host", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request, monkeypatch):
     """The device of the tensors whose ops take the GPU path: "cuda", or "cpu" with the kernels on the host."""
-    run = _gpu.run_kernel
-    if request.param == "cuda":
-        if not mq.backend.cuda_is_available():
-            pytest.skip("no CuPy/GPU on this machine")
-    else:
-        run = _run_on_host
-        monkeypatch.setattr(_gpu, "takes", lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES)
-
-    def recorded(name, *args, **options):
-        launched.append(name)
-        run(name, *args, **options)
-
-    launched.clear()
-    monkeypatch.setattr(_gpu, "run_kernel", recorded)
+    if request.param == "cuda" and not mq.backend.cuda_is_available():
+        pytest.skip("no CuPy/GPU on this machine")
+    route_gpu_path(monkeypatch, _gpu, lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched,
+                   on_gpu=request.param == "cuda")
     return request.param.replace("host", "cpu")
 
 

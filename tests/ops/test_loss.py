@@ -9,11 +9,11 @@ import warnings
 
 import numpy as np
 import pytest
-from cuda_source import HostKernel
+from cuda_source import route_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
-from minigrad_q.ops import _cuda, _gpu
+from minigrad_q.ops import _gpu
 
 rng = np.random.default_rng(0)
 
@@ -492,17 +492,8 @@ def test_every_target_ignored_matches_torch():
 def host_kernels(monkeypatch):
     """cross_entropy's GPU path on CPU arrays: ops/_gpu.py's code with its kernels compiled as C++ (as in
     tests/ops/test_gpu_path.py); the names of the kernels run are collected in the returned list."""
-    compiled, launched = {}, []
-
-    def run(name, items, *args, dtype):
-        key = (name, np.dtype(dtype))
-        if key not in compiled:
-            compiled[key] = HostKernel(_cuda.KERNELS[name], name, dtype)
-        launched.append(name)
-        compiled[key](*args)
-
-    monkeypatch.setattr(_gpu, "takes", lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES)
-    monkeypatch.setattr(_gpu, "run_kernel", run)
+    launched = []
+    route_gpu_path(monkeypatch, _gpu, lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched)
     return launched
 
 

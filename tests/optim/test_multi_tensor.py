@@ -12,20 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_source import HostKernel, assert_compiles_with_nvrtc
+from cuda_source import assert_compiles_with_nvrtc, route_gpu_path
 
 import minigrad_q as mq
 from minigrad_q.optim import SGD, Adam, AdamW, _cuda, _gpu
 
-_host_kernels = {}
 launched = []  # the names of the kernels run, in order
-
-
-def _run_on_host(name, items, *args, dtype):
-    key = (name, np.dtype(dtype))
-    if key not in _host_kernels:
-        _host_kernels[key] = HostKernel(_cuda.KERNELS[name], name, dtype)
-    _host_kernels[key](*args)
 
 
 def _takes_on_host(arrays):
@@ -38,20 +30,9 @@ def _takes_on_host(arrays):
 def device(request, monkeypatch):
     """The device of the parameters whose optimizer takes the multi-tensor path: "cuda", or "cpu" with the
     kernels on the host."""
-    run = _gpu.run_kernel
-    if request.param == "cuda":
-        if not mq.backend.cuda_is_available():
-            pytest.skip("no CuPy/GPU on this machine")
-    else:
-        run = _run_on_host
-        monkeypatch.setattr(_gpu, "takes", _takes_on_host)
-
-    def recorded(name, *args, **options):
-        launched.append(name)
-        run(name, *args, **options)
-
-    launched.clear()
-    monkeypatch.setattr(_gpu, "run_kernel", recorded)
+    if request.param == "cuda" and not mq.backend.cuda_is_available():
+        pytest.skip("no CuPy/GPU on this machine")
+    route_gpu_path(monkeypatch, _gpu, _takes_on_host, launched, on_gpu=request.param == "cuda")
     return request.param.replace("host", "cpu")
 
 
