@@ -225,7 +225,7 @@ def figure(results: list, datasets: list[str], path: str) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("no figure: matplotlib is not installed (pip install 'minigrad-q[plot]')")
+        print('no figure: matplotlib is not installed (pip install -e ".[plot]")')
         return False
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):

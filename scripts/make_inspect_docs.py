@@ -71,7 +71,7 @@ The command-line tools write everything on this page:
 - `minigrad-q plot-quantizer` draws a single quantizer;
 - `minigrad-q bench --profile` prints where a training step spends its time.
 
-The plots need matplotlib: `pip install 'minigrad-q[plot]'`.
+The plots need matplotlib: `pip install -e ".[plot]"`.
 
 ## The tape
 

@@ -1,5 +1,5 @@
 """Draw the quantizers' transfer curves and gradients for docs/quantization.md (needs matplotlib:
-pip install 'minigrad-q[plot]').
+pip install -e ".[plot]").
 
     python scripts/plot_quantizers.py            # writes docs/img/quantizers.png and docs/img/dsq.png
     python scripts/plot_quantizers.py DIR        # writes them to DIR instead

@@ -48,6 +48,7 @@ from ..core import Tensor, enable_grad
 from ..nn.module import Module
 from ..quant.qat import METHOD_OPTIONS, WEIGHT_METHODS, QuantConv2d, QuantLinear, prepare_qat
 from ..quant.qparams import check_bits
+from .plots import INSTALL_HINT
 
 __all__ = ["compare_gradients", "GradientComparison", "SCOPES", "FIELDS"]
 
@@ -338,7 +339,7 @@ class GradientComparison:
         try:
             from matplotlib.figure import Figure
         except ImportError as error:
-            raise ImportError("GradientComparison.plot needs matplotlib: pip install 'minigrad-q[plot]'") from error
+            raise ImportError(f"GradientComparison.plot needs matplotlib: {INSTALL_HINT}") from error
         columns = min(3, len(self.layers))
         lines_of = -(-len(self.layers) // columns)
         figure = Figure(figsize=(4.2 * columns, 3.2 * lines_of), layout="constrained")

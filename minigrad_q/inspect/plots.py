@@ -1,5 +1,5 @@
 """Pictures of what quantizers do to values and gradients, and of a training run (needs matplotlib:
-``pip install 'minigrad-q[plot]'``).
+``pip install -e ".[plot]"``).
 
 - ``quantizer_curves(method, bits, ...)``: the numbers behind a quantizer picture, no matplotlib needed:
   on a fine grid of x, the output of minigrad_q's own forward and the gradient of its own backward
@@ -38,7 +38,7 @@ __all__ = ["METHODS", "Curve", "QuantizerCurves", "quantizer_curves", "plot_quan
            "plot_training", "plot_grad_norms", "load_history"]
 
 METHODS = ("ste", "dsq", "lsq", "pact", "qnoise")
-INSTALL_HINT = "pip install 'minigrad-q[plot]'"
+INSTALL_HINT = 'pip install -e ".[plot]"  (matplotlib)'
 _DSQ_PAPER_PANELS = ((1, (0.0, 1.0)), (1, (-1.0, 1.0)), (2, (0.0, 3.0)))
 
 

@@ -202,7 +202,7 @@ def test_plot_writes_a_png(in_range, tmp_path):
 def test_plot_without_matplotlib_says_how_to_install(plain, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"pip install 'minigrad-q\[plot\]'"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[plot\]"'):
         plain.plot(tmp_path / "compare.png")
 
 

@@ -188,7 +188,7 @@ def test_the_script_writes_both_figures(tmp_path):
 def test_a_missing_matplotlib_says_how_to_install_it(monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImportError, match=r"plot_quantizer needs matplotlib.*pip install 'minigrad-q\[plot\]'"):
+    with pytest.raises(ImportError, match=r'plot_quantizer needs matplotlib.*pip install -e "\.\[plot\]"'):
         plots.plot_quantizer("ste", 2)
 
 
