@@ -459,9 +459,11 @@ def _resume(config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: An
     fixed = (*RUN_FIELDS, "epochs") if config.schedule == "cosine" else RUN_FIELDS  # the schedule spans the epochs
     for name in fixed:
         if name in stored and stored[name] != getattr(config, name):
+            hint = (" A run's cosine schedule spans its epochs, so it cannot be made longer; a run trained with "
+                    "--schedule constant can (resume it with a larger --epochs)") if name == "epochs" else ""
             raise ConfigError(
                 f"cannot resume from {config.resume}: it was trained with {name.replace('_', '-')}={stored[name]!r}, "
-                f"this run asks for {getattr(config, name)!r} (a resumed run keeps the checkpoint's settings)"
+                f"this run asks for {getattr(config, name)!r} (a resumed run keeps the checkpoint's settings).{hint}"
             )
     checkpoint.restore(saved, model, optimizer, device=device)
     if scheduler is not None:
