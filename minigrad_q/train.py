@@ -334,10 +334,23 @@ def _scheduler(config: TrainConfig, optimizer: Any) -> Any:
 
 
 def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
+    """A tqdm bar on stderr, as wide as the terminal. A terminal that reports a size of 0 x 0 (under `script`
+    and some CI runners) gets 80 x 24: tqdm hides every bar below a screen height of 0."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True,
+    sized = _terminal_size() != (0, 0)
+    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=sized,
+                ncols=None if sized else 80, nrows=None if sized else 24,
                 disable=(not sys.stderr.isatty()) if enabled is None else not enabled)
+
+
+def _terminal_size() -> tuple[int, int]:
+    """(columns, lines) of the terminal on stderr; (0, 0) where it reports none or is not a terminal."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # not a terminal, or stderr replaced by an object without a file
+        return (0, 0)
+    return (size.columns, size.lines) if size.columns and size.lines else (0, 0)
 
 
 # ---------------------------------------------------------------- one epoch

@@ -1,6 +1,10 @@
 """Training: a short run learns the digits, resuming is exact, the command's errors are clear."""
 
 import json
+import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -202,3 +206,12 @@ def test_a_diverging_run_stops_with_a_clear_error(quant):
     with pytest.raises(TrainingDiverged, match="training diverged in epoch 1/2 by step .*: the loss or the weights "
                                                "became NaN or inf; try a lower learning rate"):
         train(TrainConfig(**dict(QUICK, lr=1e6, **quant)))
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) to give the command a terminal")
+def test_the_progress_bar_draws_on_a_terminal_that_reports_no_size():
+    """Under `script` a command's terminal is 0 x 0 until told otherwise; tqdm then hid the bar."""
+    command = f"stty cols 0 rows 0; {sys.executable} -m minigrad_q train --epochs 1 --train-size 640"
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert re.search(r"epoch 1/1: +\d+%\|.*\| \d+/10 ", done.stdout.replace("\r", "\n")), done.stdout
