@@ -639,7 +639,9 @@ def _run(config: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None
     _say(config, f"training {config.model}{quantized} ({parameters:,} parameters) on {config.dataset} "
                  f"({len(train_set):,} train / {len(test_set):,} test images, {'x'.join(map(str, test_set.shape))}) "
                  f"on {device}: {config.optimizer} lr {config.lr:g} ({config.schedule}), batch {config.batch_size}, "
-                 f"{_epochs(config.epochs)}, seed {config.seed}")
+                 f"{_epochs(config.epochs)}, seed {config.seed}"
+                 + (f"; the train loss includes label smoothing {config.label_smoothing:g}, the test loss does not"
+                    if config.label_smoothing else ""))
 
     train_seconds = 0.0
     train_images = 0

@@ -215,3 +215,10 @@ def test_the_progress_bar_draws_on_a_terminal_that_reports_no_size():
     done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout
     assert re.search(r"epoch 1/1: +\d+%\|.*\| \d+/10 ", done.stdout.replace("\r", "\n")), done.stdout
+
+
+def test_the_log_says_that_the_train_loss_includes_label_smoothing(capsys):
+    train(**dict(QUICK, epochs=1, verbose=True))
+    assert "the train loss includes label smoothing 0.2, the test loss does not" in capsys.readouterr().out
+    train(**dict(QUICK, epochs=1, verbose=True), label_smoothing=0.0)
+    assert "label smoothing" not in capsys.readouterr().out
