@@ -1,10 +1,16 @@
-"""The Python blocks of the README and of docs/*.md run as written, in order, one namespace per file.
+"""The Python blocks of the README and of docs/*.md run as written, in order, one namespace per file; each
+README block also runs on its own in a fresh interpreter, as a reader who copies one would run it.
 
 Blocks fenced as ```python run; ```py marks a fragment that is shown, not run."""
 
+import os
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
+
+import pytest
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
@@ -24,6 +30,15 @@ def test_readme_python_blocks_run(capsys):
     printed = capsys.readouterr().out
     assert "d loss / d h =" in printed
     assert "Log produced NaN/inf" in printed
+
+
+@pytest.mark.parametrize("number", range(len(python_blocks(README.read_text()))))
+def test_each_readme_block_runs_on_its_own_in_a_fresh_interpreter(number, tmp_path):
+    block = python_blocks(README.read_text())[number]
+    environment = {**os.environ, "PYTHONPATH": str(README.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=environment)
+    assert done.returncode == 0, f"README block {number + 1} alone:\n{block}\n{done.stderr}"
 
 
 def test_readme_gives_the_test_command_ci_runs():
