@@ -123,18 +123,19 @@ def set_default_dtype(dtype: Any) -> None:
 
 
 # ---------------------------------------------------------------- devices
-def _cupy_module() -> Any:
+def _cupy_module(device: str = "cuda") -> Any:
+    """CuPy, when it is installed and finds a GPU; else a DeviceError naming `device`, the one asked for."""
     global _cupy
     if _cupy is None:
         try:
             cupy = importlib.import_module("cupy")
         except ImportError:
             raise DeviceError(
-                "device 'cuda' needs CuPy, which is not installed: "
-                "pip install 'minigrad-q[cuda12]' (CUDA 12) or 'minigrad-q[cuda13]' (CUDA 13)"
+                f"device {device!r} needs CuPy, which is not installed: "
+                'pip install -e ".[cuda12]" (CUDA 12) or -e ".[cuda13]" (CUDA 13)'
             ) from None
         if not cupy.is_available():
-            raise DeviceError("device 'cuda': CuPy is installed but found no usable GPU on this machine")
+            raise DeviceError(f"device {device!r}: CuPy is installed but found no usable GPU on this machine")
         _cupy = cupy
     return _cupy
 
@@ -255,7 +256,7 @@ def parse_device(device: Any) -> str:
         _cupy_module()
         return f"cuda:{_cupy_module().cuda.runtime.getDevice()}"
     if name.startswith("cuda:") and name[5:].isdigit():
-        count = _cupy_module().cuda.runtime.getDeviceCount()
+        count = _cupy_module(name).cuda.runtime.getDeviceCount()
         if int(name[5:]) >= count:
             raise DeviceError(f"device {name!r}: only {count} GPU(s) found")
         return name

@@ -56,7 +56,7 @@ def cpu_model() -> str:
 def gpu_report() -> tuple[list[str], str]:
     """(["cuda:0 (NVIDIA H100)", ...], reason there are none or "")."""
     if backend.versions()["cupy"] == "not installed":
-        return [], "CuPy not installed (pip install 'minigrad-q[cuda12]')"
+        return [], "CuPy not installed (pip install -e \".[cuda12]\")"
     if not backend.cuda_is_available():
         return [], "no GPU found"
     cupy = backend.array_module("cuda:0")

@@ -14,14 +14,16 @@ BENCH_MODES = (*bench.MODES, "profile")
 
 def run(args: argparse.Namespace) -> int:
     modes = [mode for mode in BENCH_MODES if getattr(args, mode)]
-    if not modes:
-        raise UsageError("bench: choose what to measure: " + ", ".join(f"--{mode}" for mode in BENCH_MODES))
     check_at_least("bench", {"--repeat": args.repeat, "--threads": args.threads, "--rss-steps": args.rss_steps,
                              "--large-size": args.large_size, "--quant-size": args.quant_size}, 1)
     for path in (args.json, args.markdown):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"bench: cannot write {path}: its folder does not exist")
     device = backend.parse_device(args.device)
+    if not modes:
+        modes = ["lenet"]
+        print("no mode given: measuring --lenet, one LeNet-5 training step against PyTorch (the others: "
+              + ", ".join(f"--{mode}" for mode in BENCH_MODES if mode != "lenet") + ")")
     if "profile" in modes:
         print(f"where one LeNet-5 training step (batch 128, 1x28x28, SGD) spends its time on {device}:")
         print(bench.profile_step("lenet5", device=device).table(by="op") + "\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from ..checkpoint import CheckpointError, read_metadata
@@ -35,6 +37,14 @@ def run(args: argparse.Namespace) -> int:
     config = train_config(args)
     try:
         train(config)
+    except KeyboardInterrupt:
+        if config.save and os.path.isfile(config.save):
+            print(f"minigrad-q: interrupted; {config.save} holds the run up to its last finished epoch: continue it "
+                  f"with minigrad-q train --resume {config.save}", file=sys.stderr)
+        else:
+            print("minigrad-q: interrupted" + ("" if config.save else " (without --save there is nothing to resume)"),
+                  file=sys.stderr)
+        return 130
     except (ConfigError, CheckpointError, TrainingDiverged) as error:
         raise UsageError(f"train: {error}") from None
     except OSError as error:

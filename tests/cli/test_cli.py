@@ -67,7 +67,7 @@ def test_info_lists_versions_devices_and_blas(capsys):
     if backend.cuda_is_available():
         assert "cuda:0 (" in devices
     elif backend.versions()["cupy"] == "not installed":
-        assert "CuPy not installed (pip install 'minigrad-q[cuda12]')" in devices
+        assert 'CuPy not installed (pip install -e ".[cuda12]")' in devices
         assert "cupy        not installed" in out
     else:
         assert "no GPU found" in devices
@@ -147,7 +147,7 @@ def test_gradcheck_on_cuda_without_gpu_is_a_clean_error():
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("minigrad-q: error: device 'cuda'")
-    assert "minigrad-q[cuda12]" in result.stderr or "no usable GPU" in result.stderr
+    assert ".[cuda12]" in result.stderr or "no usable GPU" in result.stderr
 
 
 def test_gradcheck_reports_a_wrong_backward_and_exits_1(capsys):
@@ -235,7 +235,6 @@ def test_write_markdown_names_the_machine(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "bench: choose what to measure: --overhead"),
         (["--overhead", "--repeat", "0"], "--repeat must be at least 1"),
         (["--overhead", "--threads", "0"], "--threads must be at least 1"),
         (["--overhead", "--device", "tpu"], "unknown device 'tpu'"),
@@ -245,6 +244,17 @@ def test_bench_usage_errors(capsys, argv, message):
     code, out, err = run_main(capsys, "bench", *argv)
     assert code == 2 and out == ""
     assert err.startswith("minigrad-q: error: ") and message in err
+
+
+def test_a_bare_bench_measures_the_lenet_step(capsys, monkeypatch):
+    from minigrad_q import bench
+
+    measured = []
+    monkeypatch.setattr(bench, "run", lambda modes, **options: measured.append(modes) or {"modes": modes})
+    monkeypatch.setattr(bench, "format_results", lambda results: "formatted", raising=False)
+    code = cli.main(["bench"])
+    assert code == 0 and measured == [["lenet"]]
+    assert "no mode given: measuring --lenet" in capsys.readouterr().out
 
 
 def test_bench_unwritable_json_path_is_a_clean_error(tmp_path):
@@ -273,3 +283,26 @@ def test_plot_draws_a_runs_curves_and_refuses_what_is_not_a_run(capsys, tmp_path
     assert code == 2 and err.startswith(f"minigrad-q: error: plot: {tmp_path / 'notes.json'}: not JSON")
     code, _, err = run_main(capsys, "plot", str(summary), "--out", str(tmp_path / "nowhere"))
     assert code == 2 and "the folder does not exist" in err
+
+
+def test_a_gpu_index_without_cupy_is_named_in_the_error(capsys):
+    if mq.backend.cuda_is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run_main(capsys, "train", "--device", "cuda:1", "--epochs", "1")
+    assert code == 2 and "device 'cuda:1'" in err
+
+
+def test_ctrl_c_says_how_to_resume_when_a_checkpoint_was_saved(capsys, monkeypatch, tmp_path):
+    from minigrad_q.cli import train as train_command
+
+    def interrupted(config):
+        open(config.save, "wb").close()  # as if an epoch had been saved before Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "train", interrupted)
+    path = str(tmp_path / "run.safetensors")
+    assert cli.main(["train", "--save", path]) == 130
+    assert f"continue it with minigrad-q train --resume {path}" in capsys.readouterr().err
+    monkeypatch.setattr(train_command, "train", lambda config: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["train"]) == 130
+    assert "interrupted (without --save there is nothing to resume)" in capsys.readouterr().err
