@@ -105,8 +105,14 @@ def fake_quant(x: Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int, axi
 
     scale (> 0) and zero_point (integers) are numbers or Tensors of one element, or, with `axis`,
     of one element per channel of x along axis. Backward: the upstream gradient where
-    qmin <= rint(x/s) + z <= qmax, else 0; scale and zero_point get no gradient."""
+    qmin <= rint(x/s) + z <= qmax, else 0; scale and zero_point get no gradient. A float16 x is
+    computed in float32 and rounded to float16 once at the end, as torch computes it (in float16 the
+    scale itself and x/s would be rounded to 11 bits first)."""
     qmin, qmax, axis = check_quant_args("fake_quant", x, scale, zero_point, qmin, qmax, axis)
+    if x.dtype == backend.float16:
+        half = backend.float16
+        widened = [v.to(backend.float32) if isinstance(v, Tensor) and v.dtype == half else v for v in (scale, zero_point)]
+        return FakeQuant.apply(x.to(backend.float32), *widened, qmin, qmax, axis).to(half)
     return FakeQuant.apply(x, scale, zero_point, qmin, qmax, axis)
 
 

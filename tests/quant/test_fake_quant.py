@@ -225,3 +225,25 @@ def test_matches_torch_fake_quantize_per_channel_affine():
         ym.backward(const(g))
         np.testing.assert_allclose(host(ym), yt.detach().numpy(), rtol=0, atol=1e-6)
         np.testing.assert_array_equal(host(xm.grad), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("axis", [None, 0])
+def test_float16_is_computed_in_float32_and_rounded_once_as_torch_does(axis):
+    x = (rng.standard_normal((4, 300)) * 3).astype(np.float16)
+    x[0, :6] = [0.05, 0.15, 0.25, -0.35, 12.75, -12.85]  # ties of x/s for s = 0.1 in float32
+    scale = 0.1 if axis is None else mq.tensor(np.array([0.1, 0.07, 0.2, 0.05], np.float16))
+    zero = 3 if axis is None else mq.tensor(np.array([3, 0, -2, 5]))
+    xt = mq.tensor(x, requires_grad=True)
+    y = fake_quant(xt, scale, zero, -128, 127, axis)
+    y.sum().backward()
+    wide_scale = scale if axis is None else mq.tensor(scale.numpy().astype(np.float32))
+    expected = fake_quant(mq.tensor(x.astype(np.float32)), wide_scale, zero, -128, 127, axis).numpy().astype(np.float16)
+    assert y.dtype == mq.float16 and xt.grad.dtype == mq.float16
+    np.testing.assert_array_equal(y.detach().numpy(), expected)
+    torch = pytest.importorskip("torch")
+    if axis is None:
+        theirs = torch.fake_quantize_per_tensor_affine(torch.tensor(x), 0.1, 3, -128, 127)
+    else:
+        theirs = torch.fake_quantize_per_channel_affine(torch.tensor(x), torch.tensor(scale.numpy().astype(np.float32)),
+                                                        torch.tensor(zero.numpy(), dtype=torch.int32), 0, -128, 127)
+    np.testing.assert_array_equal(y.detach().numpy(), theirs.numpy())
