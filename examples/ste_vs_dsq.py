@@ -8,7 +8,11 @@ the zero point placed where 0 falls), and the loss is the sum of the output.
   min/max scale every weight is inside the range, so the STE mask is all ones
   and the gradient is the float gradient, whatever the bit width.
 - DSQ: the gradient is the slope of the soft curve at each weight's place in
-  its bin, and the bins depend on the bit width: 8 and 2 bits differ.
+  its bin, and the bins depend on the bit width: 8 and 2 bits differ. The
+  smallest weight, which the min/max scale puts exactly on the lowest level,
+  gets 0 from DSQ (printed -0.0000: its upstream gradient is negative). DSQ's
+  gradient stops at the last level, where the STE's goes on for half a step
+  (docs/quantization.md, "The edge convention").
 - STE with a fixed scale (the 8-bit scale used at 2 bits as well): the 2-bit
   range is narrower, the weights outside it get a zero gradient, and the STE
   gradients differ too.
