@@ -153,6 +153,9 @@ def cuda_device_count() -> int:
 
 
 _kernels: dict[tuple[str, ...], Any] = {}
+# Every kernel rounds each multiply and each add, as NumPy does: no contraction into fused multiply-adds,
+# so a kernel that follows the plain path's order of operations gives its results bit for bit.
+KERNEL_OPTIONS = ("--fmad=false",)
 
 
 def elementwise_kernel(in_params: str, out_params: str, operation: str, name: str, preamble: str = "") -> Any:
@@ -160,7 +163,8 @@ def elementwise_kernel(in_params: str, out_params: str, operation: str, name: st
     The fused GPU twins of the quantizers' NumPy code are built with it."""
     key = (in_params, out_params, operation, name, preamble)
     if key not in _kernels:
-        _kernels[key] = _cupy_module().ElementwiseKernel(in_params, out_params, operation, name, preamble=preamble)
+        _kernels[key] = _cupy_module().ElementwiseKernel(in_params, out_params, operation, name, preamble=preamble,
+                                                         options=KERNEL_OPTIONS)
     return _kernels[key]
 
 
@@ -176,7 +180,7 @@ def raw_kernel(source: str, name: str, dtype: Any) -> Any:
     c_type = _C_TYPES[numpy.dtype(dtype).name]
     key = (source, name, c_type)
     if key not in _kernels:
-        _kernels[key] = _cupy_module().RawKernel(f"typedef {c_type} T;\n{source}", name)
+        _kernels[key] = _cupy_module().RawKernel(f"typedef {c_type} T;\n{source}", name, options=KERNEL_OPTIONS)
     return _kernels[key]
 
 

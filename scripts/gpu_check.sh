@@ -13,7 +13,8 @@ DEVICE=${DEVICE:-cuda}
 LOG=${LOG:-${OUT:-/tmp}/gpu_check.log}
 PAGE=${PAGE:-${OUT:-docs}/benchmarks-gpu.md}  # under $OUT on the device tool, so that it comes back
 BENCH_REPEAT=${BENCH_REPEAT:-5}
-MQ=(python -m minigrad_q)
+PY=${PYTHON:-python3}  # the GPU image has python3 only
+MQ=("$PY" -m minigrad_q)
 status=0
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, print the last lines, remember a failure
   local name=$1 limit=$2
@@ -26,17 +27,19 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log, print the last lines, reme
   [ "$code" -eq 0 ] || status=1
 }
 : >"$LOG"
-python - <<'PY' | tee -a "$LOG"
+"$PY" - <<'PY' | tee -a "$LOG"
 import minigrad_q as mq
 from minigrad_q import backend, bench
 print("minigrad_q", mq.__version__, backend.versions(), "gpus:", bench.gpu_report())
 PY
-step "pytest -m gpu" 180 python -m pytest -m gpu -q -p no:cacheprovider
+PARALLEL=()  # pytest-xdist where installed (the GPU image has it): the gpu tests in a minute, not four
+"$PY" -c "import xdist" 2>/dev/null && PARALLEL=(-n 8)
+step "pytest -m gpu" 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider "${PARALLEL[@]}" -rfE --tb=short
 grep -E "passed|failed|skipped" "$LOG" | tail -1
 step "gradcheck --device $DEVICE" 60 "${MQ[@]}" gradcheck --device "$DEVICE"
 grep -E "^[0-9]+ ops, " "$LOG" | tail -1
 step "bench --device $DEVICE" 180 "${MQ[@]}" bench --device "$DEVICE" --overhead --conv --lenet --toycnn --quant \
-  --repeat "$BENCH_REPEAT" --markdown "$PAGE"
+  --repeat "$BENCH_REPEAT" --markdown "$PAGE" --json "${PAGE%.md}.json"
 grep -E "^(tiny|1M|N64|N128|lenet5|toycnn|fake_quant|dsq|quant_noise|lsq|pact) " "$LOG" | tail -12
 step "bench --device $DEVICE --profile" 60 "${MQ[@]}" bench --device "$DEVICE" --profile
 tail -14 "$LOG"

@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from minigrad_q.backend import kernel_arguments
+from minigrad_q.backend import KERNEL_OPTIONS, kernel_arguments
 
 C_TYPES = {np.dtype("float32"): "float", np.dtype("float64"): "double"}
 
@@ -52,7 +52,8 @@ def nvrtc_compile(library, source, name):
     result = library.nvrtcCreateProgram(ctypes.byref(program), source.encode(), f"{name}.cu".encode(), 0, None, None)
     assert result == 0, f"nvrtcCreateProgram: {result}"
     try:
-        result = library.nvrtcCompileProgram(program, 0, None)
+        options = (ctypes.c_char_p * len(KERNEL_OPTIONS))(*(option.encode() for option in KERNEL_OPTIONS))
+        result = library.nvrtcCompileProgram(program, len(KERNEL_OPTIONS), options)
         size = ctypes.c_size_t()
         library.nvrtcGetProgramLogSize(program, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value)
@@ -104,7 +105,7 @@ class HostKernel:
             with open(source_path, "w", encoding="utf-8") as file:
                 file.write(text)
             partial = library + f".{os.getpid()}.tmp"
-            subprocess.run([compiler, "-O1", "-std=c++14", "-shared", "-fPIC", "-o", partial, source_path],
+            subprocess.run([compiler, "-O1", "-std=c++14", "-ffp-contract=off", "-shared", "-fPIC", "-o", partial, source_path],
                            check=True, capture_output=True, text=True)
             os.replace(partial, library)
         self.function = getattr(ctypes.CDLL(library), name)

@@ -42,10 +42,10 @@ RSS_STEPS, RSS_WARMUP = 200, 20
 LR, MOMENTUM = 0.01, 0.9
 
 
-def _with_torch(device: str, threads: int | None) -> tuple[Any, str, str, int]:
-    """(torch or None, why not, torch's device name, threads it is to run with)."""
+def _with_torch(device: str, threads: int | None) -> tuple[Any, str, int]:
+    """(torch or None, why not, threads it is to run with)."""
     torch, missing = torch_or_reason(device)
-    return torch, missing, device if device == "cpu" else f"cuda:{device.split(':')[1]}", threads or blas_threads()
+    return torch, missing, threads or blas_threads()
 
 
 def _compare(result: dict[str, Any], timing: dict[str, Any], flops: float, gemm_gflops: float) -> None:
@@ -81,7 +81,8 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
     import minigrad_q as mq
     from minigrad_q import ops
 
-    torch, missing, torch_device, count = _with_torch(device, threads)
+    device = backend.parse_device(device)  # "cuda" -> "cuda:0": the name backend's helpers and torch take
+    torch, missing, count = _with_torch(device, threads)
     sync = synchronizer(device)
     torch_sync = (lambda: None) if torch is None or device == "cpu" else torch.cuda.synchronize
     gen = backend.generator(device)
@@ -97,7 +98,7 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
         case: dict[str, Any] = {"name": name, "shape": [n, c, k, side, kernel, padding], "flops": flops}
         torch_step = None
         if torch is not None:
-            tx, tw, tb, tg = (torch.from_numpy(backend.asnumpy(t.data).copy()).to(torch_device) for t in (x, w, b, grad_out))
+            tx, tw, tb, tg = (torch.from_numpy(backend.asnumpy(t.data).copy()).to(device) for t in (x, w, b, grad_out))
             for leaf in (tx, tw, tb):
                 leaf.requires_grad_()
             torch_step = _conv_step(torch.nn.functional.conv2d, tx, tw, tb, tg, padding)
@@ -190,21 +191,22 @@ def run_model(name: str, device: str = "cpu", repeat: int = 7, threads: int | No
     from minigrad_q import optim
     from minigrad_q.ops import cross_entropy
 
-    torch, missing, torch_device, count = _with_torch(device, threads)
+    device = backend.parse_device(device)  # "cuda" -> "cuda:0": the name backend's helpers and torch take
+    torch, missing, count = _with_torch(device, threads)
     model, images, labels, batch = _model_inputs(name, device, batch)
     flops = _layer_flops(model, images)
     result: dict[str, Any] = {"model": MODEL_CASES[name][0], "input": list(images.shape), "batch": batch,
                               "optimizer": f"SGD(lr={LR}, momentum={MOMENTUM})", "flops": flops, "dtype": "float32",
                               "torch_threads": count if torch is not None else None, "torch_missing": missing or None,
                               "blas_threads": blas_threads()}
-    twin = _torch_twin(torch, model, torch_device) if torch is not None else None
+    twin = _torch_twin(torch, model, device) if torch is not None else None
     step = _training_step(model, optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM), images, labels, cross_entropy)
     first_loss = float(step().item())
     torch_step = None
     torch_sync: Callable[[], None] = lambda: None
     if twin is not None:
-        timages = torch.from_numpy(backend.asnumpy(images.data).copy()).to(torch_device)
-        tlabels = torch.from_numpy(backend.asnumpy(labels.data).copy()).to(torch_device)
+        timages = torch.from_numpy(backend.asnumpy(images.data).copy()).to(device)
+        tlabels = torch.from_numpy(backend.asnumpy(labels.data).copy()).to(device)
         torch_step = _training_step(twin, torch.optim.SGD(twin.parameters(), lr=LR, momentum=MOMENTUM), timages,
                                     tlabels, torch.nn.functional.cross_entropy)
         if device != "cpu":

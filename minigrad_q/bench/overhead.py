@@ -68,8 +68,8 @@ def _torch_step(torch: Any, x: Any, w: Any, device: str) -> tuple[Callable[[], N
 
 def run_overhead(device: str = "cpu", repeat: int = 7, threads: int = 1, large_size: int = 1_000_000) -> dict[str, Any]:
     """Time the chain on tiny and large tensors, in minigrad_q and (when present) PyTorch."""
+    device = backend.parse_device(device)  # "cuda" -> "cuda:0": the name backend's helpers and torch take
     torch, no_torch = torch_or_reason(device)
-    torch_device = device if device == "cpu" else f"cuda:{device.split(':')[1]}"
     sync = synchronizer(device)
     torch_sync = (lambda: None) if torch is None or device == "cpu" else torch.cuda.synchronize
     default_threads = torch.get_num_threads() if torch is not None else None
@@ -82,7 +82,7 @@ def run_overhead(device: str = "cpu", repeat: int = 7, threads: int = 1, large_s
             "minigrad_per_op_us": seconds / CHAIN_OPS * 1e6, "target_ratio": TARGETS[name],
         }
         if torch is not None:
-            torch_step, torch_leaves = _torch_step(torch, x, w, torch_device)
+            torch_step, torch_leaves = _torch_step(torch, x, w, device)
             try:
                 torch.set_num_threads(default_threads)
                 case["torch_default_threads_s"], _, _ = time_median(torch_step, repeat, torch_sync)

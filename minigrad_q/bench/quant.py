@@ -244,8 +244,8 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
 
     if size < 1:
         raise ValueError(f"bench --quant: size must be at least 1, got {size}")
+    device = backend.parse_device(device)  # "cuda" -> "cuda:0": the name backend's helpers and torch take
     torch, missing = torch_or_reason(device)
-    torch_device = device if device == "cpu" else f"cuda:{device.split(':')[1]}"
     count = threads or blas_threads()
     sync = synchronizer(device)
     torch_sync = (lambda: None) if torch is None or device == "cpu" else torch.cuda.synchronize
@@ -266,8 +266,8 @@ def run_quant(device: str = "cpu", repeat: int = 7, threads: int | None = None, 
         engines = {"minigrad": (step, sync, False)}
         torch_step = torch_leaves = None
         if torch is not None:
-            tx = torch.from_numpy(backend.asnumpy(x_data).copy()).to(torch_device).requires_grad_()
-            tg = torch.from_numpy(backend.asnumpy(grad_data).copy()).to(torch_device)
+            tx = torch.from_numpy(backend.asnumpy(x_data).copy()).to(device).requires_grad_()
+            tg = torch.from_numpy(backend.asnumpy(grad_data).copy()).to(device)
             with torch_threads(torch, count):
                 forward, parameters = case.theirs(torch, tx, tg)
             torch_leaves = {"x": tx, **parameters}

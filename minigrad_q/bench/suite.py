@@ -70,15 +70,28 @@ def format_results(results: dict[str, Any]) -> str:
 
 def write_markdown(results: dict[str, Any]) -> str:
     """docs/benchmarks.md from one run's results."""
-    machine, limits = results["machine"], results["limits"]
-    lines = [
-        f"# Benchmarks on {machine['cpu']}",
-        "",
-        f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
-        f"device `{results['device']}`, median of {results['repeat']} repeats after a warm-up run).",
-        "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown "
-        f"docs/benchmarks/{cpu_page(machine['cpu'])}.md` on this CPU type (add `--json PATH` for raw numbers); "
-        "[benchmarks.md](../benchmarks.md) lists the pages of every CPU type measured.",
+    machine, limits, device = results["machine"], results["limits"], results["device"]
+    measured = (f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
+                f"device `{device}`, median of {results['repeat']} repeats after a warm-up run).")
+    if device == "cpu":
+        lines = [
+            f"# Benchmarks on {machine['cpu']}",
+            "",
+            measured,
+            "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown "
+            f"docs/benchmarks/{cpu_page(machine['cpu'])}.md` on this CPU type (add `--json PATH` for raw numbers); "
+            "[benchmarks.md](../benchmarks.md) lists the pages of every CPU type measured.",
+        ]
+    else:
+        gpu = next((name for name in machine["gpus"] if name.startswith(f"{device} ")), device)
+        lines = [
+            f"# Benchmarks on {gpu}",
+            "",
+            measured,
+            "Regenerate with `bash scripts/gpu_check.sh` on a GPU machine, which writes this page. The target "
+            "columns are the CPU pages' targets; [benchmarks.md](benchmarks.md) states the GPU's.",
+        ]
+    lines += [
         "",
         "## Machine",
         "",

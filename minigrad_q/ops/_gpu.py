@@ -162,7 +162,8 @@ def cross_entropy_backward(fn: Any, weights: Any) -> Any:
 def elementwise(fn: Any, name: str, *arrays: Any) -> Any:
     """A new array from the kernel `name` over same-shaped arrays (its inputs, in order, then the output)."""
     xp = fn.xp
+    shape = arrays[0].shape  # ascontiguousarray makes a 0-d array 1-d
     arrays = tuple(xp.ascontiguousarray(array) for array in arrays)
-    out = xp.empty_like(arrays[0])
+    out = xp.empty(shape, dtype=arrays[0].dtype)
     run_kernel(name, out.size, *arrays, out, out.size, dtype=out.dtype)
     return out

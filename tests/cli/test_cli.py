@@ -232,6 +232,16 @@ def test_write_markdown_names_the_machine(tmp_path):
     assert "GFLOP/s" in text and "| tiny |" in text and "| 0.001M |" in text
 
 
+def test_a_gpu_page_is_titled_by_the_gpu_and_says_how_to_regenerate_it():
+    from minigrad_q import bench
+
+    results = bench.run(["overhead"], repeat=1, large_size=1000)
+    results["device"], results["machine"]["gpus"] = "cuda:1", ["cuda:0 (NVIDIA A100)", "cuda:1 (NVIDIA H200)"]
+    text = bench.write_markdown(results)
+    assert text.startswith("# Benchmarks on cuda:1 (NVIDIA H200)\n")
+    assert "scripts/gpu_check.sh" in text and "docs/benchmarks/" not in text
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -38,7 +38,9 @@ import program  # noqa: E402
 
 def mpiexec(*args, ranks=2, timeout=120):
     """Run `args` on `ranks` ranks; (return code, stdout, stderr, seconds)."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    environment = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   # Open MPI refuses to start as root (the GPU machine runs commands as root) without both; MPICH ignores them
+                   "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     start = time.perf_counter()
     done = subprocess.run([MPIEXEC, "-n", str(ranks), *args], capture_output=True, text=True, timeout=timeout,
                           cwd=REPO, env=environment)
