@@ -13,13 +13,14 @@ that onnxruntime and TensorRT quantize from, with the grids its eval forward use
 - its input: QuantizeLinear -> DequantizeLinear with the activation's scale and zero point in a uint8
   (or int8) container; where the grid [qmin, qmax] is narrower than the container (fewer than 8
   bits), a Clip to [(qmin − z)·s, (qmax − z)·s] after it, so the values are the fake-quant model's;
-- its weight: the integer codes q = clamp(rint(w/s) + z, qmin, qmax), fake_quant's own arithmetic,
+- its weight: the integer codes q = clamp(rint(w·(1/s)) + z, qmin, qmax), fake_quant's own arithmetic,
   stored in an int8 (or uint8) initializer, and DequantizeLinear with per-output-channel scales and
   zero points along axis 0: (q − z)·s is exactly the fake-quant weight at any bit width up to 8.
 
 DequantizeLinear's (q − z)·s is the fake-quant model's product, so the exported model computes what the
 QAT model computes up to float rounding in the convolutions' sums. The rounding inside QuantizeLinear
-is the runtime's own; ONNX specifies half to even, as fake_quant uses.
+is the runtime's own; ONNX specifies half to even, as fake_quant uses, and x/s where fake_quant (as
+torch) multiplies by 1/s: an activation code can differ where x/s lies within an ulp of a tie.
 """
 
 from __future__ import annotations

@@ -156,18 +156,25 @@ def _times(grad_output: Any, derivative: Any) -> Any:
 
 
 # ---------------------------------------------------------------- fake_quant
+def _reciprocal(channels: Channels, scale: Any, dtype: Any) -> Any:
+    """1/s computed in `dtype` and laid out as `channels.prepare` lays out s: what x is multiplied by to
+    get its codes (fake_quant's arithmetic, torch's)."""
+    return channels.prepare(_numpy.reciprocal(_numpy.asarray(scale, dtype=dtype)), dtype)
+
+
 def fake_quant_forward(fn: Any, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> Any:
-    """One pass writes y = clamp(rint(x/s), qmin − z, qmax − z)·s and, when x wants a gradient, the mask."""
+    """One pass writes y = clamp(rint(x·(1/s)), qmin − z, qmax − z)·s and, when x wants a gradient, the mask."""
     x = contiguous(x)
     channels = Channels(x.shape, axis)
     s, lo, hi = (channels.prepare(v, x.dtype) for v in (scale, qmin - zero_point, qmax - zero_point))
+    inverse = _reciprocal(channels, scale, x.dtype)
     y = backend.empty(x.shape, x.dtype)
     mask = backend.empty(x.shape, backend.bool_) if fn.needs_input_grad[0] else None
 
     def kernel(rows: slice, x: Any, y: Any, *mask_and_code: Any) -> None:
         si = channels.at(s, rows)
         code = mask_and_code[1] if mask_and_code else y  # with the mask: the rounded codes go to scratch
-        _numpy.divide(x, si, out=code)
+        _numpy.multiply(x, channels.at(inverse, rows), out=code)
         _numpy.rint(code, out=code)
         _numpy.clip(code, channels.at(lo, rows), channels.at(hi, rows), out=y)
         if mask_and_code:
@@ -420,8 +427,8 @@ def pact_backward(fn: Any, grad_output: Any) -> tuple[Any, Any]:
 
 # ---------------------------------------------------------------- QuantNoise
 def _quantize(w: Any, s: Any, lo: Any, hi: Any, out: Any) -> Any:
-    """out = clamp(rint(w/s), lo, hi)·s: fake_quant's operations, in the same order (bit-identical)."""
-    _numpy.divide(w, s, out=out)
+    """out = clamp(rint(w·(1/s)), lo, hi)·s: fake_quant's operations, in the same order (bit-identical)."""
+    _numpy.multiply(w, _numpy.reciprocal(s), out=out)
     _numpy.rint(out, out=out)
     _numpy.clip(out, lo, hi, out=out)
     _numpy.multiply(out, s, out=out)

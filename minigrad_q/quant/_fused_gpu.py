@@ -17,7 +17,7 @@ from typing import Any
 from .. import backend
 from .qparams import expand, sum_to_channels
 
-_CLAMPED_CODE = "T code = rint(x / s); T clamped = code < lo ? lo : (code > hi ? hi : code);"
+_CLAMPED_CODE = "T code = rint(x * ((T)1 / s)); T clamped = code < lo ? lo : (code > hi ? hi : code);"
 
 FAKE_QUANT = ("T x, T s, T lo, T hi", "T y", _CLAMPED_CODE + " y = clamped * s;", "minigrad_q_fake_quant")
 FAKE_QUANT_MASK = ("T x, T s, T lo, T hi", "T y, bool mask",

@@ -2,8 +2,9 @@
 
 With v = x/s + z, u = clamp(v, qmin, qmax), f = floor(u), r = u − f − ½, S = 1/(1 − α),
 k = log(2/α − 1):  soft(u) = f + ½ + ½·S·tanh(k·r). The forward is ordinary fake quantization,
-x̂ = (rint(u) − z)·s (= fake_quant exactly); the backward is the exact derivative of the soft curve
-ŝ(x) = (soft(u) − z)·s:
+x̂ = (rint(u) − z)·s (= fake_quant, except that DSQ divides by s where fake_quant multiplies by 1/s,
+as torch does: the two differ only where x/s lies within an ulp of a rounding tie); the backward is
+the exact derivative of the soft curve ŝ(x) = (soft(u) − z)·s:
   ∂ŝ/∂x = soft'(u)·1[qmin <= v <= qmax],  soft'(u) = ½·S·k·(1 − tanh²(k·r))
   ∂ŝ/∂s = soft(u) − z − soft'(u)·1[qmin <= v <= qmax]·x/s
   ∂ŝ/∂α = s·½·S·[S·tanh(k·r) − 2r·(1 − tanh²(k·r))/(α(2 − α))]   (0 outside the range)
@@ -40,7 +41,7 @@ def soft_constants(xp: Any, alpha: Any) -> tuple[Any, Any]:
 
 
 class DSQ(Function):
-    """Forward: x̂ = (rint(clamp(x/s + z, qmin, qmax)) − z)·s (= fake_quant); backward: the exact
+    """Forward: x̂ = (rint(clamp(x/s + z, qmin, qmax)) − z)·s (= fake_quant but at ties); backward: the exact
     derivative of (soft(u) − z)·s w.r.t. x, s and α (module docstring).
 
     Reference for gradient checks: dsq_soft, the soft curve written with ordinary ops."""

@@ -1,10 +1,15 @@
 """Fake quantization with the straight-through estimator (DESIGN.md, Quantization).
 
-x̂ = (clamp(rint(x/s) + z, qmin, qmax) − z)·s, rounding half to even, per tensor or per channel
-(``axis``). The backward is PyTorch's (torch.fake_quantize_per_tensor_affine): the upstream gradient
-where the rounded, unclamped code rint(x/s) + z lies in [qmin, qmax], 0 elsewhere; scale and zero
-point get no gradient. The zero point must hold integers, so the clamp is done as
-clamp(rint(x/s), qmin − z, qmax − z) with no rounding error.
+x̂ = (clamp(rint(x·(1/s)) + z, qmin, qmax) − z)·s, rounding half to even, per tensor or per channel
+(``axis``). x is multiplied by 1/s (computed in x's dtype) rather than divided by s, as torch does, so
+that scales and zero points taken from torch give its codes, ties included. The backward is PyTorch's
+(torch.fake_quantize_per_tensor_affine): the upstream gradient where the rounded, unclamped code
+rint(x·(1/s)) + z lies in [qmin, qmax], 0 elsewhere; scale and zero point get no gradient. An integer
+zero point makes the clamp clamp(rint(x·(1/s)), qmin − z, qmax − z), with no rounding error.
+
+Per channel, a zero point held in a float Tensor is a float zero point, as in torch's per-channel op:
+x̂ = (clamp(rint(x·(1/s) + z), qmin, qmax) − z)·s, the last product in float64 and rounded once to x's
+dtype, and the mask is qmin <= rint(x·(1/s) + z) <= qmax. It takes the plain path only.
 
 FakeQuant's forward and backward are the plain path; quant/_fused.py sends GPU arrays and large CPU
 arrays to the fused kernels of _fused_cpu.py / _fused_gpu.py, which compute the same values.
@@ -28,22 +33,32 @@ _numpy = backend.array_module("cpu")
 
 
 class FakeQuant(Function):
-    """y = (clamp(rint(x/s), qmin − z, qmax − z))·s  (= (clamp(rint(x/s) + z, qmin, qmax) − z)·s);
-    dy/dx = 1[qmin <= rint(x/s) + z <= qmax] (straight through the rounding, PyTorch's mask).
+    """y = (clamp(rint(x·(1/s)), qmin − z, qmax − z))·s  (= (clamp(rint(x·(1/s)) + z, qmin, qmax) − z)·s);
+    dy/dx = 1[qmin <= rint(x·(1/s)) + z <= qmax] (straight through the rounding, PyTorch's mask).
+    A per-channel float zero point z rounds x·(1/s) + z instead (the module docstring).
 
     Reference for gradient checks: x ↦ (clamp(x/s + z, qmin − ½, qmax + ½) − z)·s, rounding
     frozen: its derivative is that mask (away from the ties where rint(x/s) + z changes)."""
 
     def forward(self, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None) -> Any:
-        self.fused = fused_kernels(self.xp, x)
+        xp = self.xp
+        float_zero = axis is not None and getattr(zero_point, "dtype", None) is not None and zero_point.dtype.kind == "f"
+        self.fused = None if float_zero else fused_kernels(xp, x)
         if self.fused:
             return self.fused.fake_quant_forward(self, x, scale, zero_point, qmin, qmax, axis)
-        s, lo, hi = (laid_out(self.xp, v, x, axis) for v in (scale, qmin - zero_point, qmax - zero_point))
-        code = self.xp.rint(x / s)
-        clamped = self.xp.clip(code, lo, hi)
+        if float_zero:
+            s, z = laid_out(xp, scale, x, axis), laid_out(xp, zero_point, x, axis)
+            code = xp.rint(x * xp.reciprocal(s) + z)
+            clamped = xp.clip(code, qmin, qmax)
+            y = ((clamped.astype(backend.float64) - z) * s).astype(x.dtype)
+        else:
+            s, lo, hi = (laid_out(xp, v, x, axis) for v in (scale, qmin - zero_point, qmax - zero_point))
+            code = xp.rint(x * xp.reciprocal(s))
+            clamped = xp.clip(code, lo, hi)
+            y = clamped * s
         if self.needs_input_grad[0]:
             self.save_for_backward(clamped == code)  # the mask; NaN compares false: no gradient
-        return clamped * s
+        return y
 
     def backward(self, grad_output: Any) -> tuple[Any, None, None]:
         if self.fused:
@@ -72,10 +87,11 @@ class RoundSTE(Function):
 
 # ---------------------------------------------------------------- public functions
 def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qmax: Any,
-                     axis: Any) -> tuple[int, int, int | None]:
+                     axis: Any, float_zero_point: bool = False) -> tuple[int, int, int | None]:
     """The checks every affine quantizer makes: x a float Tensor, qmin < qmax, a finite scale > 0, an
-    integer zero point in [qmin, qmax] (torch's rule), per-channel shapes matching x along axis. Values
-    held in GPU tensors are not read (that would stall the device). Returns (qmin, qmax, axis)."""
+    integer zero point in [qmin, qmax] (torch's rule; with `float_zero_point`, a per-channel float Tensor
+    may hold any values in that range), per-channel shapes matching x along axis. Values held in GPU
+    tensors are not read (that would stall the device). Returns (qmin, qmax, axis)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
     if x.dtype.kind != "f":
@@ -86,8 +102,10 @@ def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qm
     check_param(op, "zero_point", zero_point, x, axis)
     if isinstance(zero_point, Tensor):
         values = zero_point.data
-        if zero_point.device == "cpu" and values.dtype.kind == "f" and not bool((values == _numpy.rint(values)).all()):
-            raise ValueError(f"{op}: zero_point must hold integers, got {values.tolist()}")
+        integers_only = not (float_zero_point and axis is not None) and zero_point.device == "cpu"
+        if integers_only and values.dtype.kind == "f" and not bool((values == _numpy.rint(values)).all()):
+            where = " (a float zero point is accepted per channel, with axis=)" if float_zero_point else ""
+            raise ValueError(f"{op}: zero_point must hold integers{where}, got {values.tolist()}")
         outside = zero_point.device == "cpu" and values.size and not bool(((values >= qmin) & (values <= qmax)).all())
     elif not (math.isfinite(zero_point) and float(zero_point).is_integer()):
         raise ValueError(f"{op}: zero_point must be an integer, got {zero_point!r}")
@@ -100,15 +118,17 @@ def check_quant_args(op: str, x: Any, scale: Any, zero_point: Any, qmin: Any, qm
 
 
 def fake_quant(x: Tensor, scale: Any, zero_point: Any, qmin: int, qmax: int, axis: int | None = None) -> Tensor:
-    """Fake quantization, PyTorch's fake_quantize_per_tensor_affine / _per_channel_affine:
-    x̂ = (clamp(rint(x/s) + z, qmin, qmax) − z)·s, rounding half to even.
+    """Fake quantization, PyTorch's fake_quantize_per_tensor_affine / _per_channel_affine, with torch's
+    arithmetic: x̂ = (clamp(rint(x·(1/s)) + z, qmin, qmax) − z)·s, rounding half to even, 1/s in x's dtype.
 
     scale (> 0) and zero_point (integers) are numbers or Tensors of one element, or, with `axis`,
-    of one element per channel of x along axis. Backward: the upstream gradient where
-    qmin <= rint(x/s) + z <= qmax, else 0; scale and zero_point get no gradient. A float16 x is
-    computed in float32 and rounded to float16 once at the end, as torch computes it (in float16 the
-    scale itself and x/s would be rounded to 11 bits first)."""
-    qmin, qmax, axis = check_quant_args("fake_quant", x, scale, zero_point, qmin, qmax, axis)
+    of one element per channel of x along axis; per channel, a float zero_point Tensor may hold
+    non-integers: then x̂ = (clamp(rint(x·(1/s) + z), qmin, qmax) − z)·s, as torch's per-channel op
+    computes it. Backward: the upstream gradient where the unclamped code lies in [qmin, qmax], else 0;
+    scale and zero_point get no gradient. A float16 x is computed in float32 and rounded to float16
+    once at the end, as torch computes it (in float16 the scale itself and x·(1/s) would be rounded to
+    11 bits first)."""
+    qmin, qmax, axis = check_quant_args("fake_quant", x, scale, zero_point, qmin, qmax, axis, float_zero_point=True)
     if x.dtype == backend.float16:
         half = backend.float16
         widened = [v.to(backend.float32) if isinstance(v, Tensor) and v.dtype == half else v for v in (scale, zero_point)]

@@ -6,7 +6,7 @@ The QAT model is a chain of layers (an ``nn.Sequential``, nested Sequentials inc
 
 - its input grid (s_x, z_x, [qmin, qmax]) and weight grid (s_w per output channel, z_w) are read
   from the quantizers' ``qparams()``: the exact grids their eval forwards use;
-- weight codes q_w = clamp(rint(w / s_w) + z_w, qmin, qmax) (fake_quant's arithmetic, so they are
+- weight codes q_w = clamp(rint(w·(1/s_w)) + z_w, qmin, qmax) (fake_quant's arithmetic, so they are
   exactly the fake-quant model's weights) are stored in int8 — codes of up to 8 bits always fit
   after a shift of the range, q_w − t and z_w − t with t = qmin + 128 for an unsigned range — and
   int16 for 9-16 bits; the bias in int32, b_q = rint(b / (s_x·s_w)) with zero point 0 (saturated to

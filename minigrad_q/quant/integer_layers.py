@@ -71,8 +71,8 @@ def _codes_tensor(layer: str, input: Any) -> Any:
 
 class QuantizeInput(Module):
     """Float input -> integer codes of the first quantized layer's input grid (the only float step
-    before the output): q = clamp(rint(x / s) + z, qmin, qmax), in x's dtype with s cast to it
-    (fake_quant's arithmetic), returned as int32."""
+    before the output): q = clamp(rint(x·(1/s)) + z, qmin, qmax), in x's dtype with s cast to it
+    (fake_quant's arithmetic, torch's), returned as int32."""
 
     def __init__(self, scale: Any, zero_point: int, qmin: int, qmax: int) -> None:
         super().__init__()
@@ -86,7 +86,7 @@ class QuantizeInput(Module):
             raise TypeError(f"integer model: expected a floating-point input Tensor, got {described}")
         x = input.data
         xp = backend.get_array_module(x)
-        codes = xp.rint(x / self.scale.data.astype(x.dtype)[0])
+        codes = xp.rint(x * xp.reciprocal(self.scale.data.astype(x.dtype)[0]))
         codes += self.zero_point
         xp.clip(codes, self.qmin, self.qmax, out=codes)
         return Tensor(codes.astype(backend.int32))
@@ -306,9 +306,9 @@ class Dequantize(Module):
 
 # ---------------------------------------------------------------- float head and tail layers
 def fake_quant_codes(xp: Any, x: Any, scale: Any, zero_point: Any, qmin: int, qmax: int) -> Any:
-    """clamp(rint(x / s) + z, qmin, qmax) with fake_quant's arithmetic (x's dtype; scale and zero point
+    """clamp(rint(x·(1/s)) + z, qmin, qmax) with fake_quant's arithmetic (x's dtype; scale and zero point
     already laid out to broadcast against x), as float codes."""
-    codes = xp.rint(x / scale.astype(x.dtype))
+    codes = xp.rint(x * xp.reciprocal(scale.astype(x.dtype)))
     xp.clip(codes, (qmin - zero_point).astype(x.dtype), (qmax - zero_point).astype(x.dtype), out=codes)
     codes += zero_point.astype(x.dtype)
     return codes

@@ -252,7 +252,7 @@ class FakeQuantize(_Quantizer):
 
 
 class DSQQuantizer(_Initialised):
-    """Differentiable soft quantization (Gong et al. 2019, ``dsq``): forward == fake_quant, backward the
+    """Differentiable soft quantization (Gong et al. 2019, ``dsq``): forward == fake_quant (but at ties), backward the
     derivative of the soft curve with shape alpha.
 
     ``alpha`` (default 0.2, the paper's initial value) is a Parameter with ``learn_alpha`` (train it with

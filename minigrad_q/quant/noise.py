@@ -37,7 +37,7 @@ _DRAW_CHUNK = 1 << 16  # CPU mask draws: this many at a time, no grid-sized temp
 
 class QuantNoise(Function):
     """y = q(w) where the block's mask is set (everywhere when mask is None), else w, with
-    q(w) = clamp(rint(w/s), qmin − z, qmax − z)·s (= fake_quant's forward, the same operations);  dw = g.
+    q(w) = clamp(rint(w·(1/s)), qmin − z, qmax − z)·s (= fake_quant's forward, the same operations);  dw = g.
 
     The mask is a bool grid with one entry per row of w viewed as (mask.size, w.size // mask.size)."""
 
@@ -48,7 +48,7 @@ class QuantNoise(Function):
         s, lo, hi = (xp.asarray(v, dtype=w.dtype) for v in (scale, lo, hi))
         if fused := fused_kernels(xp, w):
             return fused.quant_noise_forward(self, w, s, lo, hi, mask)
-        q = xp.clip(xp.rint(w / s), lo, hi) * s  # q(w): fake_quant's operations, in its order
+        q = xp.clip(xp.rint(w * xp.reciprocal(s)), lo, hi) * s  # q(w): fake_quant's operations, in its order
         if mask is None:
             return q
         rows = (mask.size, -1)  # one row of w per entry of the mask grid

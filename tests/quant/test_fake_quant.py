@@ -17,9 +17,14 @@ from minigrad_q.testing import HypothesisDraw, check_spec
 rng = np.random.default_rng(0)
 
 
+def reciprocal(s, dtype):
+    """1/s computed in `dtype`, as torch's kernels compute inv_scale = 1.0f / scale."""
+    return np.asarray(1, dtype) / np.asarray(s, dtype)
+
+
 def reference(x, s, z, qmin, qmax):
-    """(x̂, mask) by the formula: (clamp(rint(x/s) + z, qmin, qmax) − z)·s, mask = code in range."""
-    code = np.rint(x / s) + z
+    """(x̂, mask) by the formula: (clamp(rint(x·(1/s)) + z, qmin, qmax) − z)·s, mask = code in range."""
+    code = np.rint(x * reciprocal(s, x.dtype)) + z
     return (np.clip(code, qmin, qmax) - z) * s, ((code >= qmin) & (code <= qmax)).astype(x.dtype)
 
 
@@ -170,8 +175,10 @@ def test_bad_tensor_parameters_raise_clear_errors():
         fake_quant(x, const(np.ones(3)), 0, -8, 7)
     with pytest.raises(ValueError, match="scale must be positive"):
         fake_quant(x, const([0.1, 0.0, 0.2]), 0, -8, 7, axis=1)
-    with pytest.raises(ValueError, match="zero_point must hold integers"):
-        fake_quant(x, 0.1, const([0.0, 0.5, 1.0]), -8, 7, axis=1)
+    with pytest.raises(ValueError, match=r"zero_point must hold integers \(a float zero point is accepted per channel"):
+        fake_quant(x, 0.1, const([0.5]), -8, 7)
+    with pytest.raises(ValueError, match="zero_point must lie between quant_min and quant_max"):
+        fake_quant(x, 0.1, const([0.0, 7.5, 1.0]), -8, 7, axis=1)
     with pytest.raises(TypeError, match="fake_quant: expected a floating point input"):
         fake_quant(const(np.zeros(3, dtype=np.int64)), 0.1, 0, -8, 7)
     with pytest.raises(TypeError, match="fake_quant: expected a Tensor"):
@@ -247,3 +254,79 @@ def test_float16_is_computed_in_float32_and_rounded_once_as_torch_does(axis):
         theirs = torch.fake_quantize_per_channel_affine(torch.tensor(x), torch.tensor(scale.numpy().astype(np.float32)),
                                                         torch.tensor(zero.numpy(), dtype=torch.int32), 0, -128, 127)
     np.testing.assert_array_equal(y.detach().numpy(), theirs.numpy())
+
+
+# ---------------------------------------------------------------- torch's arithmetic (issue 17, items 10 and 11)
+def ties(dtype, scale, count=64):
+    """Values of `dtype` where rint(x·(1/s)) and rint(x/s) differ: x/s within an ulp of a half-integer."""
+    near_ties = (np.arange(-400, 400) + 0.5) * np.float64(scale)
+    candidates = np.concatenate([np.nextafter(near_ties.astype(dtype), np.inf * sign).astype(dtype)
+                                 for sign in (-1, 1)] + [near_ties.astype(dtype)])
+    s = np.asarray(scale, dtype)
+    differ = np.rint(candidates * reciprocal(s, dtype)) != np.rint(candidates / s)
+    assert differ.sum() >= 4, "the search found too few ties to test"
+    return candidates[differ][:count]
+
+
+def test_the_code_is_x_times_one_over_s_as_in_torch_not_x_over_s():
+    """The issue's example: 16.549999237 / 0.1 rounds to 165, 16.549999237 · (1/0.1) to 166 in float32."""
+    x = mq.tensor(np.array([16.549999237], np.float32))
+    assert fake_quant(x, 0.1, 0, -1000, 1000).numpy()[0] == np.float32(166) * np.float32(0.1)
+    for scale in (0.1, 0.3, 0.07):
+        x = ties(np.float32, scale)
+        expected, _ = reference(x, np.float32(scale), 0, -1000, 1000)
+        assert not np.array_equal(expected, (np.clip(np.rint(x / np.float32(scale)), -1000, 1000)) * np.float32(scale))
+        np.testing.assert_array_equal(fake_quant(mq.tensor(x), scale, 0, -1000, 1000).numpy(), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("axis", [None, 0])
+def test_ties_give_torch_s_codes_per_tensor_and_per_channel(dtype, axis):
+    torch = pytest.importorskip("torch")
+    scales = np.array([0.1, 0.3, 0.07], np.float32)
+    x = np.stack([ties(np.float32, s, count=32)[:32] for s in scales]).astype(dtype)
+    x = np.concatenate([x, (rng.standard_normal((3, 200)) * 20).astype(dtype)], axis=1)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    xm = mq.tensor(x, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    if axis is None:
+        ym = fake_quant(xm, 0.1, 2, -128, 127)
+        yt = torch.fake_quantize_per_tensor_affine(xt, 0.1, 2, -128, 127)
+    else:
+        ym = fake_quant(xm, mq.tensor(scales), mq.tensor(np.array([2, -1, 0])), -128, 127, axis=0)
+        yt = torch.fake_quantize_per_channel_affine(xt, torch.tensor(scales), torch.tensor([2, -1, 0], dtype=torch.int32),
+                                                    0, -128, 127)
+    ym.backward(mq.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(ym.detach().numpy(), yt.detach().numpy())
+    np.testing.assert_array_equal(xm.grad.numpy(), xt.grad.numpy())
+
+
+def float_zero_reference(x, s, z, qmin, qmax):
+    """Per-channel float zero points (rows of x): code = rint(x·(1/s) + z), x̂ = (clamp(code) − z)·s with
+    the last product in float64, rounded once; the mask: code within [qmin, qmax]."""
+    code = np.rint(x * reciprocal(s, x.dtype)[:, None] + z.astype(x.dtype)[:, None])
+    clamped = np.clip(code, qmin, qmax)
+    y = ((clamped.astype(np.float64) - z[:, None]) * s.astype(x.dtype)[:, None]).astype(x.dtype)
+    return y, ((code >= qmin) & (code <= qmax)).astype(x.dtype)
+
+
+def test_per_channel_float_zero_points_follow_the_formula_and_torch():
+    x = (rng.standard_normal((4, 500)) * 2).astype(np.float32)
+    x[0, :8] = [0.15, 0.25, -0.35, 0.45, 1.05, -1.15, 0.7, -0.8]  # x·(1/s) + z near ties for s = 0.1, z = 0.3
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    scales = np.array([0.1, 0.2177256, 0.37, 0.05], np.float32)
+    zeros = np.array([0.3, -1.7, 2.5, 0.0], np.float32)
+    xm = mq.tensor(x, requires_grad=True)
+    ym = fake_quant(xm, mq.tensor(scales), mq.tensor(zeros), -8, 7, axis=0)
+    ym.backward(mq.tensor(g))
+    expected, mask = float_zero_reference(x, scales, zeros, -8, 7)
+    np.testing.assert_array_equal(ym.detach().numpy(), expected)
+    np.testing.assert_array_equal(xm.grad.numpy(), g * mask)
+    assert not np.array_equal(expected, reference(x, scales[:, None], np.rint(zeros)[:, None], -8, 7)[0])
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.fake_quantize_per_channel_affine(xt, torch.tensor(scales), torch.tensor(zeros), 0, -8, 7)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(ym.detach().numpy(), yt.detach().numpy())
+    np.testing.assert_array_equal(xm.grad.numpy(), xt.grad.numpy())

@@ -115,8 +115,9 @@ def test_fake_quantize_train_forward_observes_then_quantizes():
     x = const(_data((3, 8), False))
     y = quantizer(x)
     data = host(x)
-    scale = np.maximum(np.abs(data).max(axis=1), 0) / 7.5  # symmetric signed: max|x| / ((qmax - qmin) / 2)
-    expected = (np.clip(np.rint(data / scale[:, None]), -8, 7)) * scale[:, None]
+    scale = (np.maximum(np.abs(data).max(axis=1), 0) / 7.5).astype(data.dtype)  # symmetric signed: max|x| / ((qmax - qmin) / 2)
+    inverse = np.asarray(1, data.dtype) / scale  # fake_quant multiplies by 1/s, as torch does
+    expected = (np.clip(np.rint(data * inverse[:, None]), -8, 7)) * scale[:, None]
     np.testing.assert_allclose(host(y), expected, rtol=1e-6)
     assert quantizer.qparams()[2:] == (-8, 7, 0)
 
