@@ -4,9 +4,10 @@ Needs the dataset's IDX files: `apt-get install dataset-fashion-mnist` puts
 them in /usr/share/datasets/fashion-mnist, where load_dataset looks by default
 (elsewhere: load_dataset(..., data_dir=FOLDER)). Without them it says so and stops.
 
-By default it trains one quick epoch on the first 20,000 training images
-(about 81% test accuracy in 4 s on two cores); `--full` trains 5 epochs on
-all 60,000 (88.0% in under 40 s).
+By default it trains one epoch on the first 20,000 training images and prints
+"epoch 1: last batch loss 0.7730, test accuracy 77.57%"; on a 2-core Intel
+Xeon that takes about 4 s of wall time. `--full` trains 5 epochs on all 60,000:
+87.56% after epoch 4 and 86.74% after epoch 5, in 45 s there.
 """
 
 import sys

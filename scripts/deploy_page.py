@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 
+from minigrad_q.bench.machine import cpu_model
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 PAGE = os.path.join(ROOT, "docs", "deploy.md")
 RUN_IN_ONNXRUNTIME = (
@@ -51,8 +53,8 @@ def main() -> None:
         "agree. `mq.onnx.export(model, example_input, path)` and `mq.onnx.compare(model, path, images)` are the "
         "same from Python.",
         "",
-        "Written by `python scripts/deploy_page.py`, which ran these five commands in a fresh folder; the output "
-        "shown is what they printed.",
+        "Written by `python scripts/deploy_page.py`, which ran these five commands in a fresh folder (machine: "
+        f"{cpu_model()}, {os.cpu_count()} CPUs); the output shown is what they printed, times included.",
         "",
     ]
     with tempfile.TemporaryDirectory() as folder:

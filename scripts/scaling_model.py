@@ -57,16 +57,20 @@ def main() -> None:
     parser.add_argument("--cpu-lenet5-ms", type=float, default=7.27,
                         help="one LeNet-5 step at batch 64 on one 2-core CPU node (default: 64 images / 8,806 images/s, "
                              "docs/benchmarks/distributed-intel-xeon.md's 1 rank x 2 threads)")
-    parser.add_argument("--cpu-toycnn-ms", type=float, default=85.7,
+    parser.add_argument("--cpu-toycnn-ms", type=float, default=79.56,
                         help="one toy CNN step at batch 64 on one CPU node (default: docs/benchmarks/intel-xeon.md)")
-    parser.add_argument("--gpu-lenet5-ms", type=float, default=7.89,
-                        help="one LeNet-5 step at batch 128 on one GPU (default: issue 12's H200 figure)")
-    parser.add_argument("--gpu-toycnn-ms", type=float, default=6.50,
-                        help="one toy CNN step at batch 64 on one GPU (default: issue 12's H200 figure)")
+    parser.add_argument("--cpu", default="a 2-core Intel Xeon", help="the CPU the CPU steps were measured on")
+    parser.add_argument("--gpu-lenet5-ms", type=float, default=3.58,
+                        help="one LeNet-5 step at batch 128 on one GPU (default: docs/benchmarks-gpu.md, an H200)")
+    parser.add_argument("--gpu-toycnn-ms", type=float, default=4.09,
+                        help="one toy CNN step at batch 64 on one GPU (default: docs/benchmarks-gpu.md, an H200)")
+    parser.add_argument("--gpu", default="an NVIDIA H200 (docs/benchmarks-gpu.md, 2026-12-04)",
+                        help="the GPU the GPU steps were measured on")
     args = parser.parse_args()
     lines = ["Each cell: the step time, and the throughput (images/s) relative to one node. Inputs: "
-             f"CPU steps {args.cpu_lenet5_ms} ms (LeNet-5) and {args.cpu_toycnn_ms} ms (toy CNN) at batch 64; GPU steps "
-             f"{args.gpu_lenet5_ms} ms (LeNet-5, batch 128) and {args.gpu_toycnn_ms} ms (toy CNN, batch 64); links "
+             f"CPU steps {args.cpu_lenet5_ms} ms (LeNet-5) and {args.cpu_toycnn_ms} ms (toy CNN) at batch 64, measured "
+             f"on {args.cpu}; GPU steps {args.gpu_lenet5_ms} ms (LeNet-5, batch 128) and {args.gpu_toycnn_ms} ms "
+             f"(toy CNN, batch 64), measured on {args.gpu}; links, assumed: "
              + "; ".join(f"{link} {bandwidth / 1e9:g} GB/s, α = {1e6 * latency:g} µs"
                          for link, (bandwidth, latency) in LINKS.items()) + ".", ""]
     lines += table("CPU nodes on 10 GbE, global batch 64 (strong scaling)",

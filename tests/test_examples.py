@@ -28,6 +28,7 @@ def test_example_runs(path, capsys, monkeypatch, tmp_path):
         table = (tmp_path / "results.md").read_text()
         assert "| float32 | 32 |" in table and "| dsq | W2A2 | fine-tuned |" in table
         assert "| dsq | W2A2 | from scratch |" in table and "Does DSQ's soft gradient beat" in table
+        assert "±" not in table and "seed 0 only" in table and "A smoke run" in table  # one seed: no spread
 
 
 SWEEP = pathlib.Path(__file__).resolve().parent.parent / "examples" / "qat_sweep.py"
@@ -68,3 +69,11 @@ def test_a_sweep_run_that_fails_is_listed_on_the_page_not_lost():
     assert failed["accuracy"] is None and "ConfigError" in failed["failed"] and "no-such-dataset" in failed["failed"]
     page = sweep["markdown"]([failed], ["digits"], 1, sweep["QUICK"], 1.0, "1 worker process(es)")
     assert "## Runs that failed" in page and "- broken run: ConfigError" in page
+
+
+def test_a_cell_shows_a_spread_only_over_two_or_more_runs():
+    sweep = runpy.run_path(str(SWEEP))
+    assert sweep["cell"]([0.5]) == "50.00"
+    assert sweep["cell"]([0.5, 0.7]) == "60.00 ± 14.14"
+    assert sweep["cell"]([0.5, None]) == "50.00 (1 of 2 diverged)"
+    assert sweep["cell"]([None]) == "diverged (1 of 1 diverged)"

@@ -20,6 +20,7 @@ import tempfile
 from typing import Any
 
 from .. import checkpoint, data, inspect, quant
+from ..bench.machine import cpu_model
 from ..core import no_grad
 from ..models import MODELS, build_model
 from ..nn.functional import cross_entropy
@@ -133,8 +134,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     step_bits = min(b for b in bits if b > 1 or method != "lsq")
     tape, loss, qmodel = _tape_of_one_step(model, images, labels, method, step_bits)
     title = f"one training step of {args.model} with {method} weights and STE activations at {step_bits} bits"
+    timed_on = f"Times measured on {cpu_model()}, {os.cpu_count()} CPUs."
     written.append(_write(args.out, "tape.md", "\n\n".join([
-        f"# Tape: {title}", "## Per op type", "```\n" + tape.table(by="op") + "\n```",
+        f"# Tape: {title}", timed_on, "## Per op type", "```\n" + tape.table(by="op") + "\n```",
         "## Per module", "```\n" + tape.table(by="module") + "\n```",
         "## Every call", "```\n" + tape.table() + "\n```"]) + "\n"))
     written.append(_write(args.out, "tape.csv", tape.to_csv()))
@@ -146,7 +148,7 @@ def run_inspect(args: argparse.Namespace) -> int:
               + (f"from {args.checkpoint}." if args.checkpoint else f"trained for {args.epochs} epochs (seed {args.seed})."),
               "", "## Gradient comparison", "", comparison.table(), ""]
     report += [f"![{name}]({name})" for name in plots]
-    report += ["", f"## Tape of {title}", "", "```", tape.table(by="op"), "```", "", f"Graph: {graph_note}"]
+    report += ["", f"## Tape of {title}", "", timed_on, "", "```", tape.table(by="op"), "```", "", f"Graph: {graph_note}"]
     written.append(_write(args.out, "report.md", "\n".join(report) + "\n"))
     print(comparison.table())
     print()

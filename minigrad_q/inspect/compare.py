@@ -335,7 +335,10 @@ class GradientComparison:
 
     def plot(self, path: str | Path) -> Path:
         """Write a PNG to `path`: one panel per layer, cosine against bits, one line per method
-        (solid: scope "quantizer", dashed: scope "model"). Needs matplotlib; returns the path."""
+        (solid: scope "quantizer", dashed: scope "model"). Methods often agree exactly (the STE, LSQ and
+        QuantNoise all at 1.0 in the quantizer scope), so each is drawn a little wider and with a larger
+        hollow marker than the one drawn over it, and shifted slightly along the bits axis: every line
+        stays visible where they coincide. Needs matplotlib; returns the path."""
         try:
             from matplotlib.figure import Figure
         except ImportError as error:
@@ -345,14 +348,19 @@ class GradientComparison:
         figure = Figure(figsize=(4.2 * columns, 3.2 * lines_of), layout="constrained")
         axes = figure.subplots(lines_of, columns, squeeze=False)
         styles = {"quantizer": "-", "model": "--"}
+        markers = "osD^vp*h"
+        count = len(self.methods)
         for index, layer in enumerate(self.layers):
             ax = axes[index // columns][index % columns]
             for method_index, method in enumerate(self.methods):
+                wider = count - 1 - method_index  # the first method is drawn widest, underneath the others
+                shift = 0.08 * (method_index - (count - 1) / 2)
                 for scope in self.scopes:
                     rows = self.select(scope=scope, layer=layer, method=method)
                     label = method if len(self.scopes) == 1 else f"{method} ({scope})"
-                    ax.plot([row["bits"] for row in rows], [row["cosine"] for row in rows], styles[scope],
-                            marker="o", color=f"C{method_index}", label=label)
+                    ax.plot([row["bits"] + shift for row in rows], [row["cosine"] for row in rows], styles[scope],
+                            color=f"C{method_index}", lw=1.2 + 1.0 * wider, marker=markers[method_index % len(markers)],
+                            ms=4 + 2.5 * wider, mfc="none", mew=1.5, label=label, zorder=2 + method_index)
             ax.set_title(f"{layer} ({self.select(layer=layer)[0]['kind']})")
             ax.set_xticks(sorted(self.bits))
             ax.set_xlabel("bits")

@@ -207,28 +207,48 @@ def _finish(figure: Any, out: Any) -> Any:
 
 
 def _draw(top: Any, bottom: Any, data: QuantizerCurves, curves: list[Curve], title: str, reference: bool) -> None:
-    """Outputs on `top`, gradients on `bottom`; with `reference`, hard fake quant in grey behind them."""
+    """Outputs on `top`, gradients on `bottom`; with `reference`, hard fake quant in grey behind them.
+    A parameter's gradient (LSQ's d/d step, PACT's d/d alpha) gets its own axis on the right, symlog
+    (linear within ±1, logarithmic beyond): LSQ's is within ±½ on the grid but jumps to Qn and Qp (up to
+    255 at 8 bits) outside it, which on a shared linear axis would flatten d/dx and the sawtooth alike."""
     x = data.x
     if reference:
         top.plot(x, data.hard.output, color="0.7", lw=1, label="hard fake quant")
         bottom.plot(x, data.hard.gradient, color="0.7", lw=1, ls="--", label="STE mask")
+    extras = [(name, values) for curve in curves for name, values in curve.extra.items()]
     for curve in curves:
         if curve.dots:
             top.plot(x, curve.output, ".", ms=1.5, label=curve.label)
         else:
             top.plot(x, curve.output, lw=1.5, label=curve.label)
         bottom.plot(x, curve.gradient, lw=1.5, label=f"dx, {curve.label}" if len(curves) > 1 else "d/dx")
-        for name, values in curve.extra.items():
-            bottom.plot(x, values, lw=1, ls=":", label=name)
+    right = bottom.twinx() if extras else None
+    for index, (name, values) in enumerate(extras):
+        right.plot(x, values, lw=1.2, ls=":", color=f"C{3 + index}", label=f"{name} (right axis)")
+    if right is not None:
+        from matplotlib.ticker import FuncFormatter
+
+        right.set_yscale("symlog", linthresh=1.0)
+        right.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        right.set_ylabel(", ".join(name for name, _ in extras) + " (symlog)", color="C3", fontsize=8)
+        right.tick_params(axis="y", labelcolor="C3", labelsize=8)
+        for axes in (bottom, right):  # the curves keep the lower 70% of the panel, the legend the top
+            scale = axes.yaxis.get_transform()
+            low, high = scale.transform(axes.get_ylim())
+            axes.set_ylim(axes.get_ylim()[0], scale.inverted().transform(low + (high - low) / 0.7))
     top.set_title(title, fontsize=10)
     bottom.set_xlabel("x")
     for axes in (top, bottom):
         axes.grid(alpha=0.3)
         for level in data.levels if len(data.levels) <= 16 else ():
             axes.axvline(level, color="0.85", lw=0.5, zorder=0)
-    if reference or len(curves) > 1 or any(c.extra for c in curves):
+    if reference or len(curves) > 1 or extras:
         top.legend(fontsize=7, loc="upper left")
-        bottom.legend(fontsize=7, loc="upper left")
+        handles, labels = bottom.get_legend_handles_labels()
+        if right is not None:
+            more = right.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        (right or bottom).legend(handles, labels, fontsize=7, loc="upper left")
 
 
 _TITLES = {"ste": "round + STE (fake_quant)", "dsq": "DSQ: soft curve, dsq backward", "lsq": "LSQ",

@@ -31,6 +31,7 @@ def test_inspect_writes_the_comparison_the_tape_and_the_report(inspected):
     assert all(row.endswith("| no |") for row in dsq_rows)
     tape = (inspected / "tape.md").read_text()
     assert "## Per op type" in tape and "DSQ" in tape and "Conv2d" in tape
+    assert "Times measured on " in tape and " CPUs." in tape  # times name the machine they came from
     assert (inspected / "tape.csv").read_text().startswith("index,phase,op,module")
     if shutil.which("dot"):  # Graphviz renders the graph; without it the DOT text is written instead
         assert (inspected / "graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -39,6 +40,7 @@ def test_inspect_writes_the_comparison_the_tape_and_the_report(inspected):
         assert "DSQ" in (inspected / "graph.dot").read_text() and not (inspected / "graph.png").exists()
     report = (inspected / "report.md").read_text()
     assert report.startswith("# minigrad-q inspect: lenet5 on digits") and "## Gradient comparison" in report
+    assert "Times measured on " in report
 
 
 def test_inspect_draws_the_pictures(inspected):

@@ -154,8 +154,15 @@ def test_plot_quantizer_writes_a_png(method, tmp_path):
     out = tmp_path / "deeper" / f"{method}.png"
     figure = plots.plot_quantizer(method, 2, out=out)
     assert_png(out)
-    assert len(figure.axes) == (2 if method == "ste" else 4)
+    parameter_gradient = method in ("lsq", "pact")  # d/d step, d/d alpha: on an axis of their own
+    assert len(figure.axes) == (2 if method == "ste" else 5 if parameter_gradient else 4)
     assert figure._suptitle.get_text().startswith(f"{method}: 2 bits")
+    if parameter_gradient:
+        gradient, right = figure.axes[3], figure.axes[4]
+        assert [line.get_label() for line in gradient.get_lines() if not line.get_label().startswith("_")] == [
+            "STE mask", "d/dx"]
+        assert right.get_yscale() == "symlog" and right.get_lines()[0].get_label().endswith("(right axis)")
+        assert gradient.get_ylim()[1] < 2  # LSQ's d/d step reaches Qp = 3 outside the grid: not on this axis
 
 
 def test_plot_quantizer_dsq_paper_binary_picture(tmp_path):
