@@ -15,6 +15,7 @@ different ranks. NCCL's ring all-reduce gives every rank the same values.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from .. import backend
@@ -152,7 +153,10 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (what an exception on one rank must do, or the others hang)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)  # MPI_Abort can return before the launcher ends this process: no traceback after it
 
 
 def _local_rank(comm: Any) -> int:
