@@ -177,19 +177,25 @@ def raw_kernel(source: str, name: str, dtype: Any) -> Any:
     """The cupy.RawKernel `name` of `source` with ``T`` the C type of `dtype` (float32 or float64),
     compiled once per (source, dtype) and cached (GPU only). The ops' and optimizers' CUDA sources
     are built with it."""
-    c_type = _C_TYPES[numpy.dtype(dtype).name]
-    key = (source, name, c_type)
-    if key not in _kernels:
-        _kernels[key] = _cupy_module().RawKernel(f"typedef {c_type} T;\n{source}", name, options=KERNEL_OPTIONS)
-    return _kernels[key]
+    key = (source, name, dtype)  # dtype as given: a hit (every launch but the first) looks nothing else up
+    kernel = _kernels.get(key)
+    if kernel is None:
+        c_type = _C_TYPES[numpy.dtype(dtype).name]
+        kernel = _kernels[key] = _cupy_module().RawKernel(f"typedef {c_type} T;\n{source}", name, options=KERNEL_OPTIONS)
+    return kernel
+
+
+_scalar_types: dict[Any, type] = {}  # dtype as given -> its NumPy scalar type
 
 
 def kernel_arguments(args: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
     """A raw kernel's arguments as their C types: arrays as pointers, ints (and bools) as ``long long``,
     floats as ``T`` (`dtype`). The one place that says how a Python value reaches a kernel."""
-    scalar = numpy.dtype(dtype).type
-    return tuple(numpy.int64(a) if isinstance(a, (bool, int)) else scalar(a) if isinstance(a, float) else a
-                 for a in args)
+    scalar = _scalar_types.get(dtype)
+    if scalar is None:
+        scalar = _scalar_types[dtype] = numpy.dtype(dtype).type
+    return tuple([numpy.int64(a) if isinstance(a, (bool, int)) else scalar(a) if isinstance(a, float) else a
+                  for a in args])
 
 
 def launch(kernel: Any, items: int, *args: Any, dtype: Any) -> None:
