@@ -13,7 +13,7 @@ sweep computes exactly what a serial one (`--jobs 1`) does. Under `mpiexec -n K`
 each run on one thread; rank 0 gathers them and writes the same page. A run that fails is listed on
 the page with its error, not lost.
 
-The full sweep (156 runs) took 25.6 minutes on a 2-core Intel Xeon with 2 worker processes (the last
+The full sweep (156 runs) took 33.4 minutes on a 2-core Intel Xeon with 2 worker processes (the last
 line of docs/results.md). `--quick` takes about 2 s there; its 200 images and 1-2 epochs leave every
 model near chance (about 10%), so its page shows that the sweep runs, not how the methods compare.
 
