@@ -25,7 +25,7 @@ def train_config(args: argparse.Namespace) -> Any:
         try:
             stored = read_metadata(args.resume).get("config", {})
         except CheckpointError as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(f"train: {error}") from None
         settings.update({name: stored[name] for name in (*RUN_FIELDS, "epochs", "data_dir") if name in stored})
     settings.update({name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None})
     if args.no_progress:
