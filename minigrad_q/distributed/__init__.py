@@ -45,19 +45,19 @@ def init(data_parallel: bool = True) -> Communicator:
     return _world
 
 
-def abort_on_error(comm: Communicator, error: BaseException, where: str = "") -> None:
-    """Say which rank failed and why (to stderr), then end every rank of the job: the others would
-    otherwise wait for this one in their next collective, for ever."""
+def abort_on_error(comm: Communicator, error: BaseException, where: str = "", trace: str = "") -> None:
+    """Say which rank failed and why (to stderr, first, with `trace` after it), then end every rank of the
+    job: the others would otherwise wait for this one in their next collective, for ever. One write: the
+    launcher may stop forwarding this rank's output as soon as the job is aborted."""
     what = f"{where}: " if where else ""
-    sys.stderr.write(f"rank {comm.rank} of {comm.size} failed: {what}{type(error).__name__}: {error}\n")
+    sys.stderr.write(f"rank {comm.rank} of {comm.size} failed: {what}{type(error).__name__}: {error}\n{trace}")
     sys.stderr.flush()
     comm.abort(1)
 
 
 def _aborting_hook(comm: Communicator, previous: Any) -> Any:
     def hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
-        traceback.print_exception(kind, error, trace)
-        abort_on_error(comm, error)
+        abort_on_error(comm, error, trace="".join(traceback.format_exception(kind, error, trace)))
         previous(kind, error, trace)
 
     return hook
