@@ -10,6 +10,8 @@ Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) 
 - ``forward(fn, ...)`` / ``backward(fn, grad_output)``: what Conv2d calls on the CPU when ``backend.fused_enabled()``.
 - ``Col2im``: kh·kw strided adds into a zeroed padded buffer (any stride).
 - ``WideCol2im``: stride 1, each add one contiguous 1-D run (dY spread on the padded grid).
+- ``shifted_forward`` / ``shifted_backward``: stride 1 with many channels, by kh·kw GEMMs over shifted
+  views of the padded grid (ops/_conv_shifted.py), without column matrices for Y and dX.
 
 Choices (the tuning constants below; tests shrink them to reach every path):
 - chunks: equal batch chunks whose column matrices take at most CHUNK_BYTES (one image at least),
@@ -19,6 +21,9 @@ Choices (the tuning constants below; tests shrink them to reach every path):
   place; below, one GEMM per chunk and a reorder;
 - stride-1 dX by the wide col2im while the padded image area is at most WIDE_MAX_WASTE x the
   output area, else by strided adds;
+- on that grid, stride-1 ungrouped convs with SHIFTED_MIN_CHANNELS input and output channels or more
+  take the shifted GEMMs where ops/_blas.py found NumPy's BLAS GEMM, in chunks whose stacked column
+  matrix (dW's) takes at most SHIFTED_CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
 Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
 """
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _blas
+from ._conv_shifted import ShiftedConv
 from ._windows import add_windows, output_size, sliding_windows
 from .workers import blas_threads, equal_chunks, run_in_workers
 
@@ -34,6 +41,8 @@ CHUNK_BYTES = 1 << 21  # column matrices of one batch chunk
 SAVE_COLUMNS_BYTES = 32 << 20  # keep X for dW up to this size, else recompute it
 WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
+SHIFTED_MIN_CHANNELS = 16  # shifted GEMMs (ops/_conv_shifted.py) from this many input and output channels on
+SHIFTED_CHUNK_BYTES = 4 << 20  # their stacked column matrix (dW's) of one batch chunk
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
 
 
@@ -58,7 +67,9 @@ def forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pa
     if fn.unbatched:
         x = x[None]
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
-    plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.itemsize, need_x)
+    plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.dtype, need_x)
+    if plan.gemm is not None:
+        return shifted_forward(fn, plan, x, weight, bias)
     w_matrix = xp.ascontiguousarray(
         weight.reshape(groups, plan.kg, plan.cg, plan.kh, plan.kw).transpose(0, 1, 3, 4, 2)
     ).reshape(groups, plan.kg, plan.rows)
@@ -88,6 +99,8 @@ def backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
     grad_y = grad_output[None] if fn.unbatched else grad_output
     if not (need_x or need_w):
         return None, None, grad_y.sum(axis=(0, 2, 3))
+    if plan.gemm is not None:
+        return shifted_backward(fn, plan, grad_y)
     if plan.per_image and not grad_y.flags.c_contiguous:
         grad_y = xp.ascontiguousarray(grad_y)  # per-image GEMMs read it in place
     x, w_matrix, kept = fn.saved
@@ -120,7 +133,11 @@ def backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
                 col2im(w_matrix, dy, grad_x[start:stop])
         return grad_w, grad_b
 
-    sums = run_in_workers(work, len(chunks), plan.workers)
+    return _finish(fn, plan, run_in_workers(work, len(chunks), plan.workers), grad_x, need_b)
+
+
+def _finish(fn: Any, plan: ConvPlan, sums: list[tuple[Any, Any]], grad_x: Any, need_b: bool) -> tuple[Any, Any, Any]:
+    """(dX, dW, db) from the workers' partial sums of dW (G, rows (i, j, c), K/G) and db, in worker order."""
     grad_w, grad_b = sums[0]
     for more_w, more_b in sums[1:]:
         if grad_w is not None:
@@ -128,12 +145,51 @@ def backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
         if grad_b is not None:
             grad_b += more_b
     if grad_w is not None:
-        grad_w = xp.ascontiguousarray(
+        grad_w = fn.xp.ascontiguousarray(
             grad_w.reshape(plan.groups, plan.kh, plan.kw, plan.cg, plan.kg).transpose(0, 4, 3, 1, 2)
         ).reshape(plan.k, plan.cg, plan.kh, plan.kw)
     if grad_x is not None and fn.unbatched:
         grad_x = grad_x[0]
-    return grad_x, grad_w, grad_b
+    return grad_x, grad_w, grad_b if need_b else None
+
+
+def shifted_forward(fn: Any, plan: ConvPlan, x: Any, weight: Any, bias: Any) -> Any:
+    """Conv2d's forward by shifted GEMMs (ops/_conv_shifted.py); saves (x or None, the W_ij or None, None)."""
+    xp = fn.xp
+    need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
+    w_shifted = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(plan.kh * plan.kw, plan.k, plan.c)
+    out = xp.empty((plan.n, plan.k, plan.oh, plan.ow), dtype=x.dtype)
+
+    def work(indices: list[int]) -> None:
+        conv = ShiftedConv(xp, plan, plan.gemm, x.dtype, backward=False)
+        for index in indices:
+            start, stop = plan.chunks[index]
+            conv.forward(w_shifted, x[start:stop], bias, out[start:stop])
+
+    run_in_workers(work, len(plan.chunks), plan.workers)
+    fn.save_for_backward(x if need_w else None, w_shifted if need_x else None, None)
+    return out[0] if fn.unbatched else out
+
+
+def shifted_backward(fn: Any, plan: ConvPlan, grad_y: Any) -> tuple[Any, Any, Any]:
+    """Conv2d's backward by shifted GEMMs: (dX, dW, db), None where not needed."""
+    xp = fn.xp
+    need_x, need_w, need_b = fn.needs_input_grad[:3]
+    x, w_shifted, _ = fn.saved
+    dtype = grad_y.dtype
+    grad_x = xp.empty((plan.n, plan.c, plan.h, plan.w), dtype=dtype) if need_x else None
+
+    def work(indices: list[int]) -> tuple[Any, Any]:
+        conv = ShiftedConv(xp, plan, plan.gemm, dtype, backward=True)
+        grad_w = xp.zeros((1, plan.rows, plan.k), dtype=dtype) if need_w else None
+        grad_b = xp.zeros(plan.k, dtype=dtype)
+        for index in indices:
+            start, stop = plan.chunks[index]
+            grad_b += conv.backward(w_shifted, x[start:stop] if need_w else None, grad_y[start:stop],
+                                    grad_w[0] if need_w else None, grad_x[start:stop] if need_x else None)
+        return grad_w, grad_b
+
+    return _finish(fn, plan, run_in_workers(work, len(plan.chunks), plan.workers), grad_x, need_b)
 
 
 class ConvPlan:
@@ -141,7 +197,7 @@ class ConvPlan:
     the chunks' column matrices X (G, kh·kw·C/G, b·OH·OW), rows ordered (i, j, c)."""
 
     def __init__(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int, int],
-                 pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int, itemsize: int,
+                 pads: tuple[int, int, int, int], dilation: tuple[int, int], groups: int, dtype: Any,
                  need_x: bool) -> None:
         self.n, self.c, self.h, self.w = x_shape
         self.k, self.cg, self.kh, self.kw = w_shape
@@ -153,11 +209,16 @@ class ConvPlan:
         self.ow = output_size(self.w, self.kw, stride[1], left + right, dilation[1])
         self.area = self.oh * self.ow
         self.rows = self.kh * self.kw * self.cg  # rows of one group's column matrix
-        self.wide = need_x and stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
-        columns = self.hp * self.wp if self.wide else self.area  # the wide col2im's matrices are the largest
+        grid_fits = stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
+        many_channels = groups == 1 and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS
+        self.gemm = _blas.gemm(dtype) if grid_fits and many_channels else None  # set: shifted GEMMs
+        self.wide = need_x and grid_fits
+        columns = self.hp * self.wp if self.wide or self.gemm else self.area  # the grid's matrices are the largest
+        itemsize = dtype.itemsize
         image_bytes = max(1, groups * self.rows * columns * itemsize)
         threads = max(1, THREADS if THREADS is not None else blas_threads())
-        self.chunks, self.workers = equal_chunks(self.n, CHUNK_BYTES // image_bytes, threads)
+        budget = SHIFTED_CHUNK_BYTES if self.gemm else CHUNK_BYTES
+        self.chunks, self.workers = equal_chunks(self.n, budget // image_bytes, threads)
         self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)
         self.column_bytes = len(self.chunks) * groups * self.rows * self.ld * itemsize

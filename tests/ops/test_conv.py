@@ -141,22 +141,30 @@ def test_unbatched_input_is_one_image(device, fused):
 
 # ---------------------------------------------------------------- the internal paths
 IMAGE = 36 * 64 * 8  # bytes of one image's column matrices at stride 1: 4 channels x 3x3 = 36 rows, 8x8 outputs, float64
-PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's waste limit, per-image GEMMs from area)
-    "one chunk, kept, wide": (1 << 20, 1 << 30, 100.0, 10**9),
-    "chunks of 2 of 5 images, kept, wide": (2 * IMAGE, 1 << 30, 100.0, 10**9),
-    "chunks of 2, recomputed, wide, per-image GEMMs": (2 * IMAGE, 0, 100.0, 1),
-    "chunks of 3, recomputed, strided col2im": (3 * IMAGE, 0, 0.0, 10**9),
-    "chunks of 3, kept, strided col2im, per-image GEMMs": (3 * IMAGE, 1 << 30, 0.0, 1),
-    "one image per chunk, kept, strided col2im": (1, 1 << 30, 0.0, 10**9),
+GRID_IMAGE = 36 * 100 * 8  # the same rows over the 10x10 padded grid (the shifted GEMMs' stacked columns)
+OFF = 10**9
+PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's waste limit, per-image GEMMs from area,
+    #               shifted GEMMs from this many channels, their chunk bytes)
+    "one chunk, kept, wide": (1 << 20, 1 << 30, 100.0, OFF, OFF, 0),
+    "chunks of 2 of 5 images, kept, wide": (2 * IMAGE, 1 << 30, 100.0, OFF, OFF, 0),
+    "chunks of 2, recomputed, wide, per-image GEMMs": (2 * IMAGE, 0, 100.0, 1, OFF, 0),
+    "chunks of 3, recomputed, strided col2im": (3 * IMAGE, 0, 0.0, OFF, OFF, 0),
+    "chunks of 3, kept, strided col2im, per-image GEMMs": (3 * IMAGE, 1 << 30, 0.0, 1, OFF, 0),
+    "one image per chunk, kept, strided col2im": (1, 1 << 30, 0.0, OFF, OFF, 0),
+    "shifted GEMMs, one chunk": (1 << 20, 0, 100.0, OFF, 1, 1 << 20),
+    "shifted GEMMs, chunks of 2 of 5 images": (1 << 20, 0, 100.0, OFF, 1, 2 * GRID_IMAGE),
+    "shifted GEMMs, one image per chunk": (1 << 20, 0, 100.0, OFF, 1, 1),
 }
 
 
 def _force_path(monkeypatch, device, path):
-    chunk, keep, waste, per_image = PATHS[path]
+    chunk, keep, waste, per_image, shifted, shifted_chunk = PATHS[path]
     monkeypatch.setattr(conv_plan, "CHUNK_BYTES", chunk)
     monkeypatch.setattr(conv_plan, "SAVE_COLUMNS_BYTES", keep)
     monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", waste)
     monkeypatch.setattr(conv_plan, "PER_IMAGE_AREA", per_image)
+    monkeypatch.setattr(conv_plan, "SHIFTED_MIN_CHANNELS", shifted)
+    monkeypatch.setattr(conv_plan, "SHIFTED_CHUNK_BYTES", shifted_chunk)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -179,6 +187,46 @@ def test_every_internal_path_gives_the_same_gradients(device, monkeypatch, fused
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("stride, groups, blas, shifted", [(1, 1, True, True), (2, 1, True, False), (1, 2, True, False),
+                                                       (1, 1, False, False)])
+def test_the_shifted_gemms_serve_stride_1_ungrouped_convs_where_the_blas_allows(monkeypatch, fused_on, stride, groups,
+                                                                               blas, shifted):
+    """Forced on for 4 channels, they run where ops/_blas.py found a GEMM; elsewhere the column-matrix path does."""
+    _force_path(monkeypatch, "cpu", "shifted GEMMs, chunks of 2 of 5 images")
+    if not blas:
+        monkeypatch.setattr(conv_plan._blas, "gemm", lambda dtype: None)
+    elif conv_plan._blas.gemm(np.float64) is None:
+        pytest.skip("NumPy's BLAS has no GEMM that ops/_blas.py calls")
+    x, w, b = rng.standard_normal((5, 4, 8, 8)), rng.standard_normal((4, 4 // groups, 3, 3)), rng.standard_normal(4)
+    xt, wt, bt = leaf(x), leaf(w), leaf(b)
+    y = mq.conv2d(xt, wt, bt, stride=stride, padding=1, groups=groups)
+    assert (y.creator.plan.gemm is not None) == shifted
+    if shifted:
+        chunks = y.creator.plan.chunks
+        assert len(chunks) >= 3 and max(stop - start for start, stop in chunks) == 2  # 5 images, at most 2 a chunk
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, grad_b = reference(x, w, b, stride, 1, 1, groups, g=g)
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+    y.backward(const(g))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_shifted_gemms_handle_dilation_uneven_padding_and_a_missing_bias(monkeypatch, fused_on):
+    _force_path(monkeypatch, "cpu", "shifted GEMMs, one image per chunk")
+    x, w = rng.standard_normal((3, 3, 7, 6)), rng.standard_normal((5, 3, 2, 3))
+    xt, wt = leaf(x), leaf(w)
+    y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1))
+    assert y.creator.plan.gemm is not None or conv_plan._blas.gemm(np.float64) is None
+    g = rng.standard_normal(y.shape)
+    expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 1, g=g)
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+    y.backward(const(g))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, fused_on, path):
     _force_path(monkeypatch, "cpu", path)
@@ -186,9 +234,9 @@ def test_every_path_takes_a_broadcast_output_gradient(monkeypatch, fused_on, pat
     xt, wt, bt = leaf(x), leaf(w), leaf(b)
     mq.conv2d(xt, wt, bt, padding=1).sum().backward()  # the engine hands backward a stride-0 gradient
     _, grad_x, grad_w, grad_b = reference(x, w, b, 1, 1, 1, 1, g=np.ones((5, 2, 8, 8)))
-    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
-    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
-    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
 
 
 def test_worker_threads_give_reproducible_float32_results(monkeypatch, fused_on):
@@ -215,10 +263,10 @@ def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch, fuse
     y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1), groups=2)
     g = rng.standard_normal(y.shape)
     expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 2, g=g)
-    np.testing.assert_allclose(host(y), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
     y.backward(const(g))
-    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12)
-    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
 
 
 def test_only_the_gradients_asked_for_are_computed(fused):

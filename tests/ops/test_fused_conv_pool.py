@@ -48,7 +48,8 @@ def _assert_close(fused, plain):
 # (batch, in channels, out channels, H, W, kernel, stride, padding, dilation, groups, bias): each
 # at the tuning constants' defaults takes 3 or more chunks of images.
 CONV_CASES = {
-    "3x3 p1, per-image GEMMs, wide col2im": (16, 16, 16, 20, 20, 3, 1, 1, 1, 1, True),
+    "3x3 p1, per-image GEMMs, wide col2im": (24, 12, 12, 20, 20, 3, 1, 1, 1, 1, True),
+    "3x3 p1, 32 channels, shifted GEMMs": (24, 32, 32, 16, 16, 3, 1, 1, 1, 1, True),
     "3x3 s2 p1 groups 2, chunk GEMMs, strided col2im": (64, 16, 12, 16, 16, 3, 2, 1, 1, 2, False),
     "3x3 dilation (2, 1) p (2, 1) groups 4, wide": (24, 8, 8, 18, 18, 3, 1, (2, 1), (2, 1), 4, True),
     "(2, 3) s (2, 1) p (0, 2)": (96, 12, 10, 24, 21, (2, 3), (2, 1), (0, 2), 1, 1, True),
@@ -105,7 +106,9 @@ def _check_conv(device, arrays, options, requires_grad, expect_kept=None):
     plan = fused_fn.plan
     assert plain_fn.plan is None and plan is not None
     assert len(plan.chunks) >= 3 and plan.workers == 2
-    if expect_kept is not None:
+    if plan.gemm is not None:
+        assert fused_saved[2] is None  # the shifted GEMMs keep no column matrix
+    elif expect_kept is not None:
         assert (fused_saved[2] is not None) == expect_kept
     _assert_close(fused_y, plain_y)
     wanted = [a is not None and needs for a, needs in zip(arrays, requires_grad)]
@@ -114,15 +117,19 @@ def _check_conv(device, arrays, options, requires_grad, expect_kept=None):
         _assert_close(fused_grad, plain_grad)
 
 
-def test_the_conv_cases_reach_each_col2im_with_each_gemm_layout(monkeypatch):
+def test_the_conv_cases_reach_the_shifted_gemms_and_each_col2im_with_each_gemm_layout(monkeypatch):
     _two_workers(monkeypatch, "cpu")
     reached = set()
     for name in CONV_CASES:
         arrays, options = _conv_case(name, np.float64)
         with mq.backend.use_fused(True):
             plan = mq.conv2d(leaf(arrays[0]), const(arrays[1]), **options).creator.plan
-        reached.add(("wide" if plan.wide else "strided", "per image" if plan.per_image else "per chunk"))
-    assert reached == {(col2im, gemm) for col2im in ("wide", "strided") for gemm in ("per image", "per chunk")}
+        if plan.gemm is not None:
+            reached.add("shifted GEMMs")
+        else:
+            reached.add(("wide" if plan.wide else "strided", "per image" if plan.per_image else "per chunk"))
+    expected = {(col2im, gemm) for col2im in ("wide", "strided") for gemm in ("per image", "per chunk")}
+    assert reached == expected | ({"shifted GEMMs"} if conv_plan._blas.gemm(np.float64) is not None else set())
 
 
 # ---------------------------------------------------------------- max_pool2d

@@ -1,0 +1,139 @@
+"""How much of conv2d's CPU time is GEMM, and how fast the same GEMMs run in torch: the floor that
+NumPy's BLAS sets for the fused conv2d path (ops/_conv_plan.py), on one thread.
+
+For each convolution of the benchmarks (`minigrad-q bench --conv`, and the convs of its LeNet-5 and
+toy CNN steps), one forward + backward of minigrad_q's conv2d runs with numpy.matmul recorded; each
+recorded call is then timed again on its own arrays (same shapes, strides and transposes) by NumPy
+and by torch.matmul on the same memory. Also timed: the whole conv2d forward + backward in
+minigrad_q and in torch. Everything runs on one thread (NumPy's BLAS and torch), so the numbers
+compare the engines' kernels, not their threading.
+
+    python scripts/conv_gemm_floor.py [--markdown docs/benchmarks/conv-gemm-floor-intel-xeon.md] [--repeat 7]
+    (the page's name: "conv-gemm-floor-" + the CPU type's, as minigrad_q.bench.machine.cpu_page names it)
+
+Needs torch (`pip install torch==2.13.0`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections.abc import Callable
+
+import numpy as np
+import threadpoolctl
+import torch
+
+import minigrad_q as mq
+from minigrad_q import storage
+from minigrad_q.bench import machine
+from minigrad_q.ops import _conv_plan
+
+# (name, N, C, K, H=W, kernel, padding, input needs a gradient)
+CASES = [
+    ("bench conv N64 C32 K32 32x32 3x3 p1", 64, 32, 32, 32, 3, 1, True),
+    ("bench conv N128 C1 K6 28x28 5x5 p2", 128, 1, 6, 28, 5, 2, True),
+    ("LeNet-5 conv1 N128 C1 K6 28x28 5x5 p2", 128, 1, 6, 28, 5, 2, False),
+    ("LeNet-5 conv2 N128 C6 K16 14x14 5x5", 128, 6, 16, 14, 5, 0, True),
+    ("toy CNN conv1 N64 C3 K32 32x32 3x3 p1", 64, 3, 32, 32, 3, 1, False),
+    ("toy CNN conv2 N64 C32 K32 32x32 3x3 p1", 64, 32, 32, 32, 3, 1, True),
+    ("toy CNN conv3 N64 C32 K64 16x16 3x3 p1", 64, 32, 64, 16, 3, 1, True),
+]
+
+
+def best_time(call: Callable[[], object], repeat: int) -> float:
+    """The fastest of `repeat` timed calls after two warm-up calls, in seconds."""
+    call()
+    call()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: int, padding: int, input_grad: bool,
+             repeat: int) -> dict:
+    """Best times (s) of minigrad_q's conv2d forward + backward, of its recorded GEMMs in NumPy and in
+    torch, and of torch's conv2d; the number of GEMM calls and their FLOPs."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+    w = rng.standard_normal((out_channels, channels, kernel, kernel), dtype=np.float32) * 0.1
+    side = size + 2 * padding - kernel + 1
+    g = rng.standard_normal((batch, out_channels, side, side), dtype=np.float32)
+
+    ours = [mq.tensor(x, requires_grad=input_grad), mq.tensor(w, requires_grad=True),
+            mq.tensor(np.zeros(out_channels, np.float32), requires_grad=True)]
+    grad = mq.tensor(g)
+
+    def ours_step() -> None:
+        for tensor in ours:
+            tensor.grad = None
+        mq.nn.functional.conv2d(*ours, padding=padding).backward(grad)
+
+    theirs = [torch.tensor(x, requires_grad=input_grad), torch.tensor(w, requires_grad=True),
+              torch.zeros(out_channels, requires_grad=True)]
+    their_grad = torch.tensor(g)
+
+    def torch_step() -> None:
+        for tensor in theirs:
+            tensor.grad = None
+        torch.nn.functional.conv2d(*theirs, padding=padding).backward(their_grad)
+
+    calls = []
+    numpy_matmul = np.matmul
+
+    def recording_matmul(a, b, out=None, **options):
+        calls.append((a, b, out))
+        return numpy_matmul(a, b, out=out, **options)
+
+    np.matmul = recording_matmul
+    try:
+        ours_step()
+    finally:
+        np.matmul = numpy_matmul
+
+    numpy_gemm = torch_gemm = 0.0
+    for a, b, out in calls:
+        numpy_gemm += best_time(functools.partial(numpy_matmul, a, b, out=out), repeat)
+        torch_gemm += best_time(functools.partial(torch.matmul, torch.from_numpy(a), torch.from_numpy(b),
+                                                  out=torch.from_numpy(out)), repeat)
+    return {"ours": best_time(ours_step, repeat), "numpy_gemm": numpy_gemm, "torch_gemm": torch_gemm,
+            "torch": best_time(torch_step, repeat), "calls": len(calls),
+            "gemm_flops": sum(2 * out.size * a.shape[-1] for a, _, out in calls)}
+
+
+def table(results: list[tuple[str, dict]]) -> list[str]:
+    lines = ["| convolution, forward + backward | minigrad_q | its GEMMs (NumPy) | same GEMMs in torch | torch conv2d "
+             "| minigrad_q / torch | GEMMs alone / torch conv2d | GEMMs: NumPy / torch |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in results:
+        lines.append(f"| {name} | {r['ours'] * 1e3:.2f} ms | {r['numpy_gemm'] * 1e3:.2f} ms ({r['calls']} calls) | "
+                     f"{r['torch_gemm'] * 1e3:.2f} ms | {r['torch'] * 1e3:.2f} ms | {r['ours'] / r['torch']:.2f}x | "
+                     f"{r['numpy_gemm'] / r['torch']:.2f}x | {r['numpy_gemm'] / r['torch_gemm']:.2f}x |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markdown", help="also write the table, with the machine, to this file")
+    parser.add_argument("--repeat", type=int, default=7, help="timed calls of each; the fastest counts (default 7)")
+    args = parser.parse_args()
+    facts = machine.describe_machine("cpu")
+    _conv_plan.THREADS = 1
+    torch.set_num_threads(1)
+    with threadpoolctl.threadpool_limits(1):
+        results = [(case[0], one_case(*case[1:], repeat=args.repeat)) for case in CASES]
+    lines = [*table(results), "",
+             f"Machine: {facts['cpu']}; NumPy {facts['numpy']} ({facts['blas']}); torch {facts['torch']}; one thread "
+             f"each; times: the fastest of {args.repeat} calls; `python scripts/conv_gemm_floor.py`."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        storage.write_atomic(args.markdown, text.encode("utf-8"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""scripts/conv_gemm_floor.py records every GEMM of conv2d's forward and backward."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "conv_gemm_floor.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("conv_gemm_floor", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_the_recorded_gemms_do_all_of_the_convolutions_multiply_adds(input_grad):
+    """Forward, weight gradient and (when asked) input gradient: 2·N·K·C·kh·kw·OH·OW FLOPs each, more
+    where the fused path's wide layouts multiply zeros (at most WIDE_MAX_WASTE times)."""
+    script = load_script()
+    batch, channels, out_channels, size, kernel, padding = 4, 3, 5, 9, 3, 1
+    result = script.one_case(batch, channels, out_channels, size, kernel, padding, input_grad, repeat=1)
+    one_gemm = 2 * batch * out_channels * channels * kernel * kernel * size * size
+    gemms = 3 if input_grad else 2
+    assert gemms * one_gemm <= result["gemm_flops"] <= 2.5 * gemms * one_gemm
+    assert result["calls"] >= gemms
+    assert min(result["ours"], result["numpy_gemm"], result["torch_gemm"], result["torch"]) > 0
