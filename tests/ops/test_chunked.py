@@ -42,3 +42,38 @@ def test_small_or_strided_arrays_take_the_plain_path():
     large = np.ones((2, _chunked.MIN_SIZE), np.float32)
     assert not _chunked.takes(small) and _chunked.takes(large) and not _chunked.takes(large[:, ::2])
     assert not _chunked.takes(large, np.broadcast_to(np.float32(1), large.shape))  # a sum's gradient
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_split_among_workers_equals_plain_bit_for_bit(dtype, workers, monkeypatch):
+    """Parts of unequal length (the size is not a multiple of the workers), NaN and ±inf, zeros (relu'(0) = 0)."""
+    monkeypatch.setattr(_chunked, "blas_threads", lambda: workers)
+    shape = (5, 20011)
+    x, g = values(dtype, shape), rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[8:12] = [0.0, -0.0, 1e-300 if dtype == np.float64 else 1e-40, -1e-40]
+    monkeypatch.setattr(_chunked, "PARALLEL_MIN_BYTES", x.nbytes)
+    calls = []
+    for name in ("relu", "relu_backward"):
+        original = getattr(_chunked, name)
+        monkeypatch.setattr(_chunked, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    results = []
+    for fused in (True, False):
+        t = mq.tensor(x, requires_grad=True)
+        with mq.backend.use_fused(fused):
+            y = mq.relu(t)
+            y.backward(mq.tensor(g))
+        results.append((y.detach().numpy(), t.grad.numpy()))
+    assert calls == ["relu", "relu_backward"]
+    for fused, plain in zip(*results):
+        np.testing.assert_array_equal(fused, plain)
+        np.testing.assert_array_equal(np.signbit(fused), np.signbit(plain))
+
+
+def test_relu_stays_on_the_calling_thread_below_its_size_or_with_one_worker(monkeypatch):
+    array = np.ones(_chunked.PARALLEL_MIN_BYTES // 4, np.float32)
+    monkeypatch.setattr(_chunked, "blas_threads", lambda: 2)
+    assert _chunked.takes_split(array) and not _chunked.takes_split(array[1:])
+    assert not _chunked.takes_split(array, np.broadcast_to(np.float32(1), array.shape))
+    monkeypatch.setattr(_chunked, "blas_threads", lambda: 1)
+    assert not _chunked.takes_split(array)
