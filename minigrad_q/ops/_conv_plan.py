@@ -22,8 +22,8 @@ Choices (the tuning constants below; tests shrink them to reach every path):
 - stride-1 dX by the wide col2im while the padded image area is at most WIDE_MAX_WASTE x the
   output area, else by strided adds;
 - on that grid, stride-1 ungrouped convs with SHIFTED_MIN_CHANNELS input and output channels or more
-  take the shifted GEMMs where ops/_blas.py found NumPy's BLAS GEMM, in chunks whose stacked column
-  matrix (dW's) takes at most SHIFTED_CHUNK_BYTES;
+  take the shifted GEMMs where ops/_blas.py found NumPy's BLAS GEMM, in chunks of as many images as
+  an im2col column matrix over the grid would hold in SHIFTED_CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
 Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
 """
@@ -42,7 +42,7 @@ SAVE_COLUMNS_BYTES = 32 << 20  # keep X for dW up to this size, else recompute i
 WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
 SHIFTED_MIN_CHANNELS = 16  # shifted GEMMs (ops/_conv_shifted.py) from this many input and output channels on
-SHIFTED_CHUNK_BYTES = 4 << 20  # their stacked column matrix (dW's) of one batch chunk
+SHIFTED_CHUNK_BYTES = 4 << 20  # their batch chunks, in bytes of an im2col column matrix over the grid
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
 
 

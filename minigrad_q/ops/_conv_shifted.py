@@ -10,8 +10,9 @@ s_ij columns (still a matrix: its rows are R apart):
 
     forward   Y = Σ_ij W_ij G_ij                          (K × Q)
     input     dG, shifted by s_ij, += W_ijᵀ dY  for each (i, j)     (C × Q each)
-    weight    dW = dY Xᵀ, X = the G_ij stacked (rows (i, j, c)): the stride-1 column matrix, copied
-              as kh·kw contiguous blocks
+    weight    dW_i = dY P_iᵀ  for each kernel row i, where P stacks the kw shifts G_0j (rows (j, c),
+              copied as kw contiguous blocks: kh times fewer rows than im2col's column matrix)
+              and P_i is P shifted by i·dh·Wp columns
 
 over the Q = (b − 1)·Hp·Wp + (OH − 1)·Wp + OW columns up to the last output pixel, so that no
 shifted view runs past its row. The other columns of Y (x ≥ OW or y ≥ OH) hold garbage that is
@@ -38,7 +39,7 @@ class ShiftedConv:
         if backward:
             self.grad = xp.zeros((plan.k, self.row), dtype=dtype)  # dY on the grid, zeros off the outputs
             self.grad_grid = xp.empty((plan.c, self.row), dtype=dtype)
-            self.stacked = xp.empty((plan.kh, plan.kw, plan.c, self.row), dtype=dtype)
+            self.stacked = xp.empty((plan.kw, plan.c, self.row), dtype=dtype)
         else:
             self.y = xp.empty((plan.k, self.row), dtype=dtype)
 
@@ -82,14 +83,17 @@ class ShiftedConv:
         grad_at = self.grad.ctypes.data
         if grad_w is not None:
             self.load(x_chunk)
+            row_shift = plan.dilation[0] * plan.wp
+            span = q + (plan.kh - 1) * row_shift
             stride = self.grid.strides
-            shifted = xp.lib.stride_tricks.as_strided(
-                self.grid, (plan.kh, plan.kw, plan.c, q),
-                (plan.dilation[0] * plan.wp * item, plan.dilation[1] * item, stride[0], stride[1]))
-            stacked = self.stacked[..., :q]
-            xp.copyto(stacked, shifted)
-            self.gemm(plan.rows, plan.k, q, (self.stacked.ctypes.data, False, self.row), (grad_at, True, self.row),
-                      (grad_w.ctypes.data, plan.k), 1.0)
+            shifted = xp.lib.stride_tricks.as_strided(self.grid, (plan.kw, plan.c, span),
+                                                      (plan.dilation[1] * item, stride[0], stride[1]))
+            xp.copyto(self.stacked[:, :, :span], shifted)
+            block = plan.kw * plan.c
+            stacked_at, w_at = self.stacked.ctypes.data, grad_w.ctypes.data
+            for i in range(plan.kh):
+                self.gemm(block, plan.k, q, (stacked_at + i * row_shift * item, False, self.row),
+                          (grad_at, True, self.row), (w_at + i * block * plan.k * item, plan.k), 1.0)
         if grad_x is not None:
             self.grad_grid[:, : b * self.image].fill(0)
             w_at, into = w_shifted.ctypes.data, self.grad_grid.ctypes.data
