@@ -1,12 +1,13 @@
 """How much of conv2d's CPU time is GEMM, and how fast the same GEMMs run in torch: the floor that
-NumPy's BLAS sets for the fused conv2d path (ops/_conv_plan.py), on one thread.
+NumPy's BLAS sets for the fused conv2d path's column matrices (ops/_conv_plan.py), on one thread.
 
 For each convolution of the benchmarks (`minigrad-q bench --conv`, and the convs of its LeNet-5 and
-toy CNN steps), one forward + backward of minigrad_q's conv2d runs with numpy.matmul recorded; each
-recorded call is then timed again on its own arrays (same shapes, strides and transposes) by NumPy
-and by torch.matmul on the same memory. Also timed: the whole conv2d forward + backward in
-minigrad_q and in torch. Everything runs on one thread (NumPy's BLAS and torch), so the numbers
-compare the engines' kernels, not their threading.
+toy CNN steps), one forward + backward of minigrad_q's conv2d on the column-matrix path (the shifted
+GEMMs turned off) runs with numpy.matmul recorded; each recorded call is then timed again on its own
+arrays (same shapes, strides and transposes) by NumPy and by torch.matmul on the same memory. Also
+timed: the whole conv2d forward + backward in minigrad_q, on that path and as it ships (the shifted
+GEMMs of ops/_conv_shifted.py where they apply), and in torch. Everything runs on one thread (NumPy's
+BLAS and torch), so the numbers compare the engines' kernels, not their threading.
 
     python scripts/conv_gemm_floor.py [--markdown docs/benchmarks/conv-gemm-floor-intel-xeon.md] [--repeat 7]
     (the page's name: "conv-gemm-floor-" + the CPU type's, as minigrad_q.bench.machine.cpu_page names it)
@@ -56,8 +57,9 @@ def best_time(call: Callable[[], object], repeat: int) -> float:
 
 def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: int, padding: int, input_grad: bool,
              repeat: int) -> dict:
-    """Best times (s) of minigrad_q's conv2d forward + backward, of its recorded GEMMs in NumPy and in
-    torch, and of torch's conv2d; the number of GEMM calls and their FLOPs."""
+    """Best times (s) of minigrad_q's conv2d forward + backward as it ships ("shipped") and on the column-
+    matrix path ("ours"), of the latter's recorded GEMMs in NumPy and in torch, and of torch's conv2d;
+    the number of GEMM calls and their FLOPs."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
     w = rng.standard_normal((out_channels, channels, kernel, kernel), dtype=np.float32) * 0.1
@@ -82,6 +84,9 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
             tensor.grad = None
         torch.nn.functional.conv2d(*theirs, padding=padding).backward(their_grad)
 
+    shipped = best_time(ours_step, repeat)
+    shifted_from = _conv_plan.SHIFTED_MIN_CHANNELS
+    _conv_plan.SHIFTED_MIN_CHANNELS = 1 << 62
     calls = []
     numpy_matmul = np.matmul
 
@@ -100,17 +105,20 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
         numpy_gemm += best_time(functools.partial(numpy_matmul, a, b, out=out), repeat)
         torch_gemm += best_time(functools.partial(torch.matmul, torch.from_numpy(a), torch.from_numpy(b),
                                                   out=torch.from_numpy(out)), repeat)
-    return {"ours": best_time(ours_step, repeat), "numpy_gemm": numpy_gemm, "torch_gemm": torch_gemm,
+    ours = best_time(ours_step, repeat)
+    _conv_plan.SHIFTED_MIN_CHANNELS = shifted_from
+    return {"shipped": shipped, "ours": ours, "numpy_gemm": numpy_gemm, "torch_gemm": torch_gemm,
             "torch": best_time(torch_step, repeat), "calls": len(calls),
             "gemm_flops": sum(2 * out.size * a.shape[-1] for a, _, out in calls)}
 
 
 def table(results: list[tuple[str, dict]]) -> list[str]:
-    lines = ["| convolution, forward + backward | minigrad_q | its GEMMs (NumPy) | same GEMMs in torch | torch conv2d "
-             "| minigrad_q / torch | GEMMs alone / torch conv2d | GEMMs: NumPy / torch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| convolution, forward + backward | minigrad_q | / torch | column-matrix path | its GEMMs (NumPy) "
+             "| same GEMMs in torch | torch conv2d | path / torch | GEMMs alone / torch conv2d | GEMMs: NumPy / torch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results:
-        lines.append(f"| {name} | {r['ours'] * 1e3:.2f} ms | {r['numpy_gemm'] * 1e3:.2f} ms ({r['calls']} calls) | "
+        lines.append(f"| {name} | {r['shipped'] * 1e3:.2f} ms | {r['shipped'] / r['torch']:.2f}x | "
+                     f"{r['ours'] * 1e3:.2f} ms | {r['numpy_gemm'] * 1e3:.2f} ms ({r['calls']} calls) | "
                      f"{r['torch_gemm'] * 1e3:.2f} ms | {r['torch'] * 1e3:.2f} ms | {r['ours'] / r['torch']:.2f}x | "
                      f"{r['numpy_gemm'] / r['torch']:.2f}x | {r['numpy_gemm'] / r['torch_gemm']:.2f}x |")
     return lines
