@@ -11,7 +11,8 @@ Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) 
 - ``Col2im``: kh·kw strided adds into a zeroed padded buffer (any stride).
 - ``WideCol2im``: stride 1, each add one contiguous 1-D run (dY spread on the padded grid).
 - ``shifted_forward`` / ``shifted_backward``: stride 1 with many channels, by kh·kw GEMMs over shifted
-  views of the padded grid (ops/_conv_shifted.py), without column matrices for Y and dX.
+  views of the padded grid (ops/_conv_shifted.py), without column matrices for Y and dX; or stride 1
+  with a tall kernel, by kh GEMMs over a kernel-row matrix kh times smaller than X (ops/_conv_rows.py).
 
 Choices (the tuning constants below; tests shrink them to reach every path):
 - chunks: equal batch chunks whose column matrices take at most CHUNK_BYTES (one image at least),
@@ -23,7 +24,9 @@ Choices (the tuning constants below; tests shrink them to reach every path):
   output area, else by strided adds;
 - on that grid, stride-1 ungrouped convs with SHIFTED_MIN_CHANNELS input and output channels or more
   take the shifted GEMMs where ops/_blas.py found NumPy's BLAS GEMM, in chunks of as many images as
-  an im2col column matrix over the grid would hold in SHIFTED_CHUNK_BYTES;
+  an im2col column matrix over the grid would hold in SHIFTED_CHUNK_BYTES; other stride-1 ungrouped
+  convs with ROWS_MIN_KERNEL_ROWS kernel rows and kw·C of ROWS_MIN_DEPTH or more take the kernel-row
+  GEMMs, in chunks whose kernel-row matrix takes at most CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
 Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _blas
+from ._conv_rows import RowConv
 from ._conv_shifted import ShiftedConv
 from ._windows import add_windows, output_size, sliding_windows
 from .workers import blas_threads, equal_chunks, run_in_workers
@@ -43,6 +47,7 @@ WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area /
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
 SHIFTED_MIN_CHANNELS = 16  # shifted GEMMs (ops/_conv_shifted.py) from this many input and output channels on
 SHIFTED_CHUNK_BYTES = 4 << 20  # their batch chunks, in bytes of an im2col column matrix over the grid
+ROWS_MIN_KERNEL_ROWS, ROWS_MIN_DEPTH = 5, 24  # kernel-row GEMMs (ops/_conv_rows.py) from kh and kw·C this large
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
 
 
@@ -68,7 +73,7 @@ def forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pa
         x = x[None]
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
     plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.dtype, need_x)
-    if plan.gemm is not None:
+    if plan.method != "columns":
         return shifted_forward(fn, plan, x, weight, bias)
     w_matrix = xp.ascontiguousarray(
         weight.reshape(groups, plan.kg, plan.cg, plan.kh, plan.kw).transpose(0, 1, 3, 4, 2)
@@ -99,7 +104,7 @@ def backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
     grad_y = grad_output[None] if fn.unbatched else grad_output
     if not (need_x or need_w):
         return None, None, grad_y.sum(axis=(0, 2, 3))
-    if plan.gemm is not None:
+    if plan.method != "columns":
         return shifted_backward(fn, plan, grad_y)
     if plan.per_image and not grad_y.flags.c_contiguous:
         grad_y = xp.ascontiguousarray(grad_y)  # per-image GEMMs read it in place
@@ -154,14 +159,15 @@ def _finish(fn: Any, plan: ConvPlan, sums: list[tuple[Any, Any]], grad_x: Any, n
 
 
 def shifted_forward(fn: Any, plan: ConvPlan, x: Any, weight: Any, bias: Any) -> Any:
-    """Conv2d's forward by shifted GEMMs (ops/_conv_shifted.py); saves (x or None, the W_ij or None, None)."""
+    """Conv2d's forward by shifted GEMMs (ops/_conv_shifted.py, or by kernel rows: ops/_conv_rows.py);
+    saves (x or None, the weight in their layout or None, None)."""
     xp = fn.xp
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
-    w_shifted = xp.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(plan.kh * plan.kw, plan.k, plan.c)
+    w_shifted = plan.conv.weights(xp, weight)
     out = xp.empty((plan.n, plan.k, plan.oh, plan.ow), dtype=x.dtype)
 
     def work(indices: list[int]) -> None:
-        conv = ShiftedConv(xp, plan, plan.gemm, x.dtype, backward=False)
+        conv = plan.conv(xp, plan, plan.gemm, x.dtype, backward=False)
         for index in indices:
             start, stop = plan.chunks[index]
             conv.forward(w_shifted, x[start:stop], bias, out[start:stop])
@@ -172,7 +178,7 @@ def shifted_forward(fn: Any, plan: ConvPlan, x: Any, weight: Any, bias: Any) -> 
 
 
 def shifted_backward(fn: Any, plan: ConvPlan, grad_y: Any) -> tuple[Any, Any, Any]:
-    """Conv2d's backward by shifted GEMMs: (dX, dW, db), None where not needed."""
+    """Conv2d's backward by shifted GEMMs or kernel rows: (dX, dW, db), None where not needed."""
     xp = fn.xp
     need_x, need_w, need_b = fn.needs_input_grad[:3]
     x, w_shifted, _ = fn.saved
@@ -180,7 +186,7 @@ def shifted_backward(fn: Any, plan: ConvPlan, grad_y: Any) -> tuple[Any, Any, An
     grad_x = xp.empty((plan.n, plan.c, plan.h, plan.w), dtype=dtype) if need_x else None
 
     def work(indices: list[int]) -> tuple[Any, Any]:
-        conv = ShiftedConv(xp, plan, plan.gemm, dtype, backward=True)
+        conv = plan.conv(xp, plan, plan.gemm, dtype, backward=True)
         grad_w = xp.zeros((1, plan.rows, plan.k), dtype=dtype) if need_w else None
         grad_b = xp.zeros(plan.k, dtype=dtype)
         for index in indices:
@@ -210,14 +216,20 @@ class ConvPlan:
         self.area = self.oh * self.ow
         self.rows = self.kh * self.kw * self.cg  # rows of one group's column matrix
         grid_fits = stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
-        many_channels = groups == 1 and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS
-        self.gemm = _blas.gemm(dtype) if grid_fits and many_channels else None  # set: shifted GEMMs
         self.wide = need_x and grid_fits
-        columns = self.hp * self.wp if self.wide or self.gemm else self.area  # the grid's matrices are the largest
+        self.method, self.conv, self.gemm = "columns", None, None
+        if stride == (1, 1) and groups == 1 and _blas.gemm(dtype) is not None:
+            if grid_fits and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS:
+                self.method, self.conv, self.gemm = "shifted", ShiftedConv, _blas.gemm(dtype)
+            elif self.kh >= ROWS_MIN_KERNEL_ROWS and self.kw * self.c >= ROWS_MIN_DEPTH:
+                self.method, self.conv, self.gemm = "rows", RowConv, _blas.gemm(dtype)
+        columns = self.hp * self.wp if self.wide or self.method == "shifted" else self.area  # the largest matrices
         itemsize = dtype.itemsize
         image_bytes = max(1, groups * self.rows * columns * itemsize)
+        budget = SHIFTED_CHUNK_BYTES if self.method == "shifted" else CHUNK_BYTES
+        if self.method == "rows":  # chunks of the kernel-row matrix
+            image_bytes = self.kw * self.c * self.hp * self.ow * itemsize
         threads = max(1, THREADS if THREADS is not None else blas_threads())
-        budget = SHIFTED_CHUNK_BYTES if self.gemm else CHUNK_BYTES
         self.chunks, self.workers = equal_chunks(self.n, budget // image_bytes, threads)
         self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)

@@ -43,6 +43,12 @@ class ShiftedConv:
         else:
             self.y = xp.empty((plan.k, self.row), dtype=dtype)
 
+    @staticmethod
+    def weights(xp: Any, weight: Any) -> Any:
+        """The W_ij as (kh·kw, K, C), C-contiguous."""
+        k, c, kh, kw = weight.shape
+        return xp.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, k, c)
+
     def columns(self, b: int) -> int:
         """Q for a chunk of b images."""
         plan = self.plan

@@ -141,30 +141,38 @@ def test_unbatched_input_is_one_image(device, fused):
 
 # ---------------------------------------------------------------- the internal paths
 IMAGE = 36 * 64 * 8  # bytes of one image's column matrices at stride 1: 4 channels x 3x3 = 36 rows, 8x8 outputs, float64
-GRID_IMAGE = 36 * 100 * 8  # the same rows over the 10x10 padded grid (the shifted GEMMs' stacked columns)
+GRID_IMAGE = 36 * 100 * 8  # the same rows over the 10x10 padded grid (the shifted GEMMs' chunk measure)
+ROWS_IMAGE = 12 * 10 * 8 * 8  # one image's kernel-row matrix: 3 x 4 rows over 10 padded rows x 8 outputs
 OFF = 10**9
-PATHS = {  # name: (chunk bytes, bytes of columns kept for dW, wide col2im's waste limit, per-image GEMMs from area,
-    #               shifted GEMMs from this many channels, their chunk bytes)
-    "one chunk, kept, wide": (1 << 20, 1 << 30, 100.0, OFF, OFF, 0),
-    "chunks of 2 of 5 images, kept, wide": (2 * IMAGE, 1 << 30, 100.0, OFF, OFF, 0),
-    "chunks of 2, recomputed, wide, per-image GEMMs": (2 * IMAGE, 0, 100.0, 1, OFF, 0),
-    "chunks of 3, recomputed, strided col2im": (3 * IMAGE, 0, 0.0, OFF, OFF, 0),
-    "chunks of 3, kept, strided col2im, per-image GEMMs": (3 * IMAGE, 1 << 30, 0.0, 1, OFF, 0),
-    "one image per chunk, kept, strided col2im": (1, 1 << 30, 0.0, OFF, OFF, 0),
-    "shifted GEMMs, one chunk": (1 << 20, 0, 100.0, OFF, 1, 1 << 20),
-    "shifted GEMMs, chunks of 2 of 5 images": (1 << 20, 0, 100.0, OFF, 1, 2 * GRID_IMAGE),
-    "shifted GEMMs, one image per chunk": (1 << 20, 0, 100.0, OFF, 1, 1),
+COLUMNS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": OFF}  # the column-matrix path
+SHIFTED = {"SHIFTED_MIN_CHANNELS": 1, "ROWS_MIN_KERNEL_ROWS": OFF, "WIDE_MAX_WASTE": 100.0}
+ROWS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1}
+PATHS = {  # name: the tuning constants of ops/_conv_plan.py to set
+    "one chunk, kept, wide": {**COLUMNS, "CHUNK_BYTES": 1 << 20, "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 100.0,
+                              "PER_IMAGE_AREA": OFF},
+    "chunks of 2 of 5 images, kept, wide": {**COLUMNS, "CHUNK_BYTES": 2 * IMAGE, "SAVE_COLUMNS_BYTES": 1 << 30,
+                                            "WIDE_MAX_WASTE": 100.0, "PER_IMAGE_AREA": OFF},
+    "chunks of 2, recomputed, wide, per-image GEMMs": {**COLUMNS, "CHUNK_BYTES": 2 * IMAGE, "SAVE_COLUMNS_BYTES": 0,
+                                                       "WIDE_MAX_WASTE": 100.0, "PER_IMAGE_AREA": 1},
+    "chunks of 3, recomputed, strided col2im": {**COLUMNS, "CHUNK_BYTES": 3 * IMAGE, "SAVE_COLUMNS_BYTES": 0,
+                                                "WIDE_MAX_WASTE": 0.0, "PER_IMAGE_AREA": OFF},
+    "chunks of 3, kept, strided col2im, per-image GEMMs": {**COLUMNS, "CHUNK_BYTES": 3 * IMAGE,
+                                                           "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 0.0,
+                                                           "PER_IMAGE_AREA": 1},
+    "one image per chunk, kept, strided col2im": {**COLUMNS, "CHUNK_BYTES": 1, "SAVE_COLUMNS_BYTES": 1 << 30,
+                                                  "WIDE_MAX_WASTE": 0.0, "PER_IMAGE_AREA": OFF},
+    "shifted GEMMs, one chunk": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1 << 20},
+    "shifted GEMMs, chunks of 2 of 5 images": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 2 * GRID_IMAGE},
+    "shifted GEMMs, one image per chunk": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1},
+    "kernel rows, one chunk": {**ROWS, "CHUNK_BYTES": 1 << 20},
+    "kernel rows, chunks of 2 of 5 images": {**ROWS, "CHUNK_BYTES": 2 * ROWS_IMAGE},
+    "kernel rows, one image per chunk": {**ROWS, "CHUNK_BYTES": 1},
 }
 
 
 def _force_path(monkeypatch, device, path):
-    chunk, keep, waste, per_image, shifted, shifted_chunk = PATHS[path]
-    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", chunk)
-    monkeypatch.setattr(conv_plan, "SAVE_COLUMNS_BYTES", keep)
-    monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", waste)
-    monkeypatch.setattr(conv_plan, "PER_IMAGE_AREA", per_image)
-    monkeypatch.setattr(conv_plan, "SHIFTED_MIN_CHANNELS", shifted)
-    monkeypatch.setattr(conv_plan, "SHIFTED_CHUNK_BYTES", shifted_chunk)
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(conv_plan, name, value)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -200,7 +208,7 @@ def test_the_shifted_gemms_serve_stride_1_ungrouped_convs_where_the_blas_allows(
     x, w, b = rng.standard_normal((5, 4, 8, 8)), rng.standard_normal((4, 4 // groups, 3, 3)), rng.standard_normal(4)
     xt, wt, bt = leaf(x), leaf(w), leaf(b)
     y = mq.conv2d(xt, wt, bt, stride=stride, padding=1, groups=groups)
-    assert (y.creator.plan.gemm is not None) == shifted
+    assert y.creator.plan.method == ("shifted" if shifted else "columns")
     if shifted:
         chunks = y.creator.plan.chunks
         assert len(chunks) >= 3 and max(stop - start for start, stop in chunks) == 2  # 5 images, at most 2 a chunk
@@ -213,12 +221,15 @@ def test_the_shifted_gemms_serve_stride_1_ungrouped_convs_where_the_blas_allows(
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
 
 
-def test_the_shifted_gemms_handle_dilation_uneven_padding_and_a_missing_bias(monkeypatch, fused_on):
-    _force_path(monkeypatch, "cpu", "shifted GEMMs, one image per chunk")
+@pytest.mark.parametrize("path", ["shifted GEMMs, one image per chunk", "kernel rows, one image per chunk"])
+def test_the_shifted_and_kernel_row_gemms_handle_dilation_uneven_padding_and_a_missing_bias(monkeypatch, fused_on,
+                                                                                           path):
+    _force_path(monkeypatch, "cpu", path)
     x, w = rng.standard_normal((3, 3, 7, 6)), rng.standard_normal((5, 3, 2, 3))
     xt, wt = leaf(x), leaf(w)
     y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1))
-    assert y.creator.plan.gemm is not None or conv_plan._blas.gemm(np.float64) is None
+    expected_method = "shifted" if path.startswith("shifted") else "rows"
+    assert y.creator.plan.method == expected_method or conv_plan._blas.gemm(np.float64) is None
     g = rng.standard_normal(y.shape)
     expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 1, g=g)
     np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)

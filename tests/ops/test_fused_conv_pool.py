@@ -54,7 +54,8 @@ CONV_CASES = {
     "3x3 dilation (2, 1) p (2, 1) groups 4, wide": (24, 8, 8, 18, 18, 3, 1, (2, 1), (2, 1), 4, True),
     "(2, 3) s (2, 1) p (0, 2)": (96, 12, 10, 24, 21, (2, 3), (2, 1), (0, 2), 1, 1, True),
     "LeNet conv1 5x5 p2": (128, 1, 6, 28, 28, 5, 1, 2, 1, 1, True),
-    "LeNet conv2 5x5 valid": (128, 6, 16, 14, 14, 5, 1, "valid", 1, 1, True),
+    "LeNet conv2 5x5 valid, kernel rows": (384, 6, 16, 14, 14, 5, 1, "valid", 1, 1, True),
+    "3x3 p1 small images, chunk GEMMs, wide col2im": (96, 8, 8, 10, 10, 3, 1, 1, 1, 1, True),
     "depthwise 3x3 same": (32, 12, 12, 16, 16, 3, 1, "same", 1, 12, False),
 }
 
@@ -89,7 +90,7 @@ def test_conv2d_fused_equals_plain_for_the_gradients_asked_for(device, monkeypat
     _check_conv(device, arrays, options, list(requires_grad))
 
 
-@pytest.mark.parametrize("name", ["3x3 p1, per-image GEMMs, wide col2im", "LeNet conv2 5x5 valid"])
+@pytest.mark.parametrize("name", ["3x3 p1, per-image GEMMs, wide col2im", "LeNet conv2 5x5 valid, kernel rows"])
 def test_conv2d_fused_equals_plain_in_float32(device, monkeypatch, name):
     _two_workers(monkeypatch, device)
     arrays, options = _conv_case(name, np.float32)
@@ -106,8 +107,8 @@ def _check_conv(device, arrays, options, requires_grad, expect_kept=None):
     plan = fused_fn.plan
     assert plain_fn.plan is None and plan is not None
     assert len(plan.chunks) >= 3 and plan.workers == 2
-    if plan.gemm is not None:
-        assert fused_saved[2] is None  # the shifted GEMMs keep no column matrix
+    if plan.method != "columns":
+        assert fused_saved[2] is None  # the shifted and kernel-row GEMMs keep no column matrix
     elif expect_kept is not None:
         assert (fused_saved[2] is not None) == expect_kept
     _assert_close(fused_y, plain_y)
@@ -117,19 +118,19 @@ def _check_conv(device, arrays, options, requires_grad, expect_kept=None):
         _assert_close(fused_grad, plain_grad)
 
 
-def test_the_conv_cases_reach_the_shifted_gemms_and_each_col2im_with_each_gemm_layout(monkeypatch):
+def test_the_conv_cases_reach_the_shifted_and_kernel_row_gemms_and_each_col2im_with_each_gemm_layout(monkeypatch):
     _two_workers(monkeypatch, "cpu")
     reached = set()
     for name in CONV_CASES:
         arrays, options = _conv_case(name, np.float64)
         with mq.backend.use_fused(True):
             plan = mq.conv2d(leaf(arrays[0]), const(arrays[1]), **options).creator.plan
-        if plan.gemm is not None:
-            reached.add("shifted GEMMs")
+        if plan.method != "columns":
+            reached.add(plan.method)
         else:
             reached.add(("wide" if plan.wide else "strided", "per image" if plan.per_image else "per chunk"))
     expected = {(col2im, gemm) for col2im in ("wide", "strided") for gemm in ("per image", "per chunk")}
-    assert reached == expected | ({"shifted GEMMs"} if conv_plan._blas.gemm(np.float64) is not None else set())
+    assert reached == expected | ({"shifted", "rows"} if conv_plan._blas.gemm(np.float64) is not None else set())
 
 
 # ---------------------------------------------------------------- max_pool2d
