@@ -3,10 +3,10 @@ NumPy's BLAS sets for the fused conv2d path's column matrices (ops/_conv_plan.py
 
 For each convolution of the benchmarks (`minigrad-q bench --conv`, and the convs of its LeNet-5 and
 toy CNN steps), one forward + backward of minigrad_q's conv2d on the column-matrix path (the shifted
-GEMMs turned off) runs with numpy.matmul recorded; each recorded call is then timed again on its own
+and kernel-row GEMMs turned off) runs with numpy.matmul recorded; each recorded call is then timed again on its own
 arrays (same shapes, strides and transposes) by NumPy and by torch.matmul on the same memory. Also
 timed: the whole conv2d forward + backward in minigrad_q, on that path and as it ships (the shifted
-GEMMs of ops/_conv_shifted.py where they apply), and in torch. Everything runs on one thread (NumPy's
+or kernel-row GEMMs of ops/_conv_shifted.py and ops/_conv_rows.py where they apply), and in torch. Everything runs on one thread (NumPy's
 BLAS and torch), so the numbers compare the engines' kernels, not their threading.
 
     python scripts/conv_gemm_floor.py [--markdown docs/benchmarks/conv-gemm-floor-intel-xeon.md] [--repeat 7]
@@ -85,8 +85,9 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
         torch.nn.functional.conv2d(*theirs, padding=padding).backward(their_grad)
 
     shipped = best_time(ours_step, repeat)
-    shifted_from = _conv_plan.SHIFTED_MIN_CHANNELS
-    _conv_plan.SHIFTED_MIN_CHANNELS = 1 << 62
+    shipped_settings = {name: getattr(_conv_plan, name) for name in ("SHIFTED_MIN_CHANNELS", "ROWS_MIN_KERNEL_ROWS")}
+    for name in shipped_settings:
+        setattr(_conv_plan, name, 1 << 62)  # the column-matrix path
     calls = []
     numpy_matmul = np.matmul
 
@@ -106,7 +107,8 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
         torch_gemm += best_time(functools.partial(torch.matmul, torch.from_numpy(a), torch.from_numpy(b),
                                                   out=torch.from_numpy(out)), repeat)
     ours = best_time(ours_step, repeat)
-    _conv_plan.SHIFTED_MIN_CHANNELS = shifted_from
+    for name, value in shipped_settings.items():
+        setattr(_conv_plan, name, value)
     return {"shipped": shipped, "ours": ours, "numpy_gemm": numpy_gemm, "torch_gemm": torch_gemm,
             "torch": best_time(torch_step, repeat), "calls": len(calls),
             "gemm_flops": sum(2 * out.size * a.shape[-1] for a, _, out in calls)}

@@ -28,7 +28,8 @@ Choices (the tuning constants below; tests shrink them to reach every path):
   convs with ROWS_MIN_KERNEL_ROWS kernel rows and kw·C of ROWS_MIN_DEPTH or more take the kernel-row
   GEMMs, in chunks whose kernel-row matrix takes at most CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
-Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
+Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d" and
+"Notes: conv2d by shifted and kernel-row GEMMs".
 """
 
 from __future__ import annotations

@@ -17,12 +17,16 @@ def load_script():
     return module
 
 
+@pytest.mark.parametrize("channels, kernel", [(3, 3), (6, 5), (16, 3)],
+                         ids=["column matrices", "kernel rows when shipped", "shifted when shipped"])
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_the_recorded_gemms_do_all_of_the_convolutions_multiply_adds(input_grad):
-    """Forward, weight gradient and (when asked) input gradient: 2·N·K·C·kh·kw·OH·OW FLOPs each, more
-    where the fused path's wide layouts multiply zeros (at most WIDE_MAX_WASTE times)."""
+def test_the_recorded_gemms_do_all_of_the_convolutions_multiply_adds(input_grad, channels, kernel):
+    """Forward, weight gradient and (when asked) input gradient on the column-matrix path, whatever path
+    the conv takes as shipped: 2·N·K·C·kh·kw·OH·OW FLOPs each, more where the fused path's wide layouts
+    multiply zeros (at most WIDE_MAX_WASTE times)."""
     script = load_script()
-    batch, channels, out_channels, size, kernel, padding = 4, 3, 5, 9, 3, 1
+    batch, out_channels, size = 4, 16, 9
+    padding = kernel // 2
     result = script.one_case(batch, channels, out_channels, size, kernel, padding, input_grad, repeat=1)
     one_gemm = 2 * batch * out_channels * channels * kernel * kernel * size * size
     gemms = 3 if input_grad else 2
