@@ -21,10 +21,24 @@ def values(dtype, shape):
 def test_chunked_equals_plain_bit_for_bit(op, dtype, monkeypatch):
     shape = (3, _chunked.CHUNK + 123)  # several chunks and a short last one
     x, g = values(dtype, shape), rng.standard_normal(shape).astype(dtype)
+    calls = spy(monkeypatch, "sigmoid", "sigmoid_backward", "tanh_backward")
+    fused, plain = run_fused_and_plain(op, x, g)
+    assert calls == (["sigmoid", "sigmoid_backward"] if op is mq.sigmoid else ["tanh_backward"])
+    for a, b in zip(fused, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def spy(monkeypatch, *names):
+    """The names of the _chunked functions among `names` that get called, in order."""
     calls = []
-    for name in ("sigmoid", "sigmoid_backward", "tanh_backward"):
+    for name in names:
         original = getattr(_chunked, name)
         monkeypatch.setattr(_chunked, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    return calls
+
+
+def run_fused_and_plain(op, x, g):
+    """(output, input gradient) of op on x with output gradient g, fused path first, then the plain one."""
     results = []
     for fused in (True, False):
         t = mq.tensor(x, requires_grad=True)
@@ -32,9 +46,7 @@ def test_chunked_equals_plain_bit_for_bit(op, dtype, monkeypatch):
             y = op(t)
             y.backward(mq.tensor(g))
         results.append((y.detach().numpy(), t.grad.numpy()))
-    assert calls == (["sigmoid", "sigmoid_backward"] if op is mq.sigmoid else ["tanh_backward"])
-    for fused, plain in zip(*results):
-        np.testing.assert_array_equal(fused, plain)
+    return results
 
 
 def test_small_or_strided_arrays_take_the_plain_path():
@@ -53,21 +65,12 @@ def test_relu_split_among_workers_equals_plain_bit_for_bit(dtype, workers, monke
     x, g = values(dtype, shape), rng.standard_normal(shape).astype(dtype)
     x.reshape(-1)[8:12] = [0.0, -0.0, 1e-300 if dtype == np.float64 else 1e-40, -1e-40]
     monkeypatch.setattr(_chunked, "PARALLEL_MIN_BYTES", x.nbytes)
-    calls = []
-    for name in ("relu", "relu_backward"):
-        original = getattr(_chunked, name)
-        monkeypatch.setattr(_chunked, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
-    results = []
-    for fused in (True, False):
-        t = mq.tensor(x, requires_grad=True)
-        with mq.backend.use_fused(fused):
-            y = mq.relu(t)
-            y.backward(mq.tensor(g))
-        results.append((y.detach().numpy(), t.grad.numpy()))
+    calls = spy(monkeypatch, "relu", "relu_backward")
+    fused, plain = run_fused_and_plain(mq.relu, x, g)
     assert calls == ["relu", "relu_backward"]
-    for fused, plain in zip(*results):
-        np.testing.assert_array_equal(fused, plain)
-        np.testing.assert_array_equal(np.signbit(fused), np.signbit(plain))
+    for a, b in zip(fused, plain):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
 
 
 def test_relu_stays_on_the_calling_thread_below_its_size_or_with_one_worker(monkeypatch):

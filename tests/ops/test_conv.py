@@ -159,6 +159,8 @@ PATHS = {  # name: the tuning constants of ops/_conv_plan.py to set
     "chunks of 3, kept, strided col2im, per-image GEMMs": {**COLUMNS, "CHUNK_BYTES": 3 * IMAGE,
                                                            "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 0.0,
                                                            "PER_IMAGE_AREA": 1},
+    "one image per chunk, recomputed, wide": {**COLUMNS, "CHUNK_BYTES": 1, "SAVE_COLUMNS_BYTES": 0,
+                                              "WIDE_MAX_WASTE": 100.0, "PER_IMAGE_AREA": OFF},
     "one image per chunk, kept, strided col2im": {**COLUMNS, "CHUNK_BYTES": 1, "SAVE_COLUMNS_BYTES": 1 << 30,
                                                   "WIDE_MAX_WASTE": 0.0, "PER_IMAGE_AREA": OFF},
     "shifted GEMMs, one chunk": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1 << 20},
@@ -221,17 +223,17 @@ def test_the_shifted_gemms_serve_stride_1_ungrouped_convs_where_the_blas_allows(
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["shifted GEMMs, one image per chunk", "kernel rows, one image per chunk"])
-def test_the_shifted_and_kernel_row_gemms_handle_dilation_uneven_padding_and_a_missing_bias(monkeypatch, fused_on,
-                                                                                           path):
+@pytest.mark.parametrize("path, groups, method", [("one image per chunk, recomputed, wide", 2, "columns"),
+                                                  ("shifted GEMMs, one image per chunk", 1, "shifted"),
+                                                  ("kernel rows, one image per chunk", 1, "rows")])
+def test_dilation_uneven_padding_and_no_bias_on_each_stride_1_path(monkeypatch, fused_on, path, groups, method):
     _force_path(monkeypatch, "cpu", path)
-    x, w = rng.standard_normal((3, 3, 7, 6)), rng.standard_normal((5, 3, 2, 3))
+    x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 4 // groups, 2, 3))
     xt, wt = leaf(x), leaf(w)
-    y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1))
-    expected_method = "shifted" if path.startswith("shifted") else "rows"
-    assert y.creator.plan.method == expected_method or conv_plan._blas.gemm(np.float64) is None
+    y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1), groups=groups)
+    assert y.creator.plan.method == method or conv_plan._blas.gemm(np.float64) is None
     g = rng.standard_normal(y.shape)
-    expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 1, g=g)
+    expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), groups, g=g)
     np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
     y.backward(const(g))
     np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
@@ -264,20 +266,6 @@ def test_worker_threads_give_reproducible_float32_results(monkeypatch, fused_on)
     for run in runs[1:]:
         for a, b in zip(runs[0], run):
             np.testing.assert_array_equal(a, b)
-
-
-def test_chunked_grouped_dilated_same_padding_on_the_wide_path(monkeypatch, fused_on):
-    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_plan, "WIDE_MAX_WASTE", 100.0)
-    x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 2, 2, 3))
-    xt, wt = leaf(x), leaf(w)
-    y = mq.conv2d(xt, wt, None, padding="same", dilation=(2, 1), groups=2)
-    g = rng.standard_normal(y.shape)
-    expected, grad_x, grad_w, _ = reference(x, w, None, 1, "same", (2, 1), 2, g=g)
-    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
-    y.backward(const(g))
-    np.testing.assert_allclose(xt.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
 
 
 def test_only_the_gradients_asked_for_are_computed(fused):
