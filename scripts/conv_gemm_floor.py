@@ -3,11 +3,12 @@ NumPy's BLAS sets for the fused conv2d path's column matrices (ops/_conv_plan.py
 
 For each convolution of the benchmarks (`minigrad-q bench --conv`, and the convs of its LeNet-5 and
 toy CNN steps), one forward + backward of minigrad_q's conv2d on the column-matrix path (the shifted
-and kernel-row GEMMs turned off) runs with numpy.matmul recorded; each recorded call is then timed again on its own
-arrays (same shapes, strides and transposes) by NumPy and by torch.matmul on the same memory. Also
-timed: the whole conv2d forward + backward in minigrad_q, on that path and as it ships (the shifted
-or kernel-row GEMMs of ops/_conv_shifted.py and ops/_conv_rows.py where they apply), and in torch. Everything runs on one thread (NumPy's
-BLAS and torch), so the numbers compare the engines' kernels, not their threading.
+and kernel-row GEMMs turned off) runs with numpy.matmul recorded; each recorded call is then timed
+again on its own arrays (same shapes, strides and transposes) by NumPy and by torch.matmul on the
+same memory. Also timed: the whole conv2d forward + backward in minigrad_q, on that path and as it
+ships (the shifted or kernel-row GEMMs of ops/_conv_shifted.py and ops/_conv_rows.py where they
+apply), and in torch. Everything runs on one thread (NumPy's BLAS and torch), so the numbers compare
+the engines' kernels, not their threading.
 
     python scripts/conv_gemm_floor.py [--markdown docs/benchmarks/conv-gemm-floor-intel-xeon.md] [--repeat 7]
     (the page's name: "conv-gemm-floor-" + the CPU type's, as minigrad_q.bench.machine.cpu_page names it)
