@@ -3,7 +3,8 @@ machine's loopback, each with a timeout. Skipped where mpi4py or mpiexec is miss
 
 - Equivalence: 2 (and 3) ranks at global batch 64 take the same 5 SGD steps (2 for DSQ: program.py
   says why) as 1 process at batch 64 (LeNet-5, float64), float and with each QAT method: parameters
-  and buffers (observers, learned scales, α) to 1e-10 relative; likewise a CNN whose BatchNorm is synchronised over the ranks (running stats too).
+  and buffers (observers, learned scales, α) to 1e-10 relative; likewise a CNN whose BatchNorm is
+  synchronised over the ranks (running stats too).
 - A rank that fails ends the whole job within seconds, naming itself.
 - `minigrad-q train --distributed`: the same run as one process, rank 0 alone writes, --resume works,
   the summary records the world size; ranks that disagree, a batch that does not split and a run
