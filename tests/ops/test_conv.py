@@ -7,6 +7,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import const, host, leaf
 
 import minigrad_q as mq
@@ -409,3 +411,39 @@ def test_matches_torch_on_mid_sized_float32_batches(options, fused):
     for a, b in zip(ours, theirs):
         scale = np.abs(b.grad.numpy()).max()
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5 * scale)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_the_stride_1_gemm_paths_on_drawn_shapes(data):
+    """Shifted and kernel-row GEMMs forced on drawn stride-1 convolutions (kernels up to 5x5, dilation,
+    padding as ints, pairs or "same", 1-4 images or unbatched, chunks of one image or all, one or two
+    workers), against the loops."""
+    draw = data.draw
+    method = draw(st.sampled_from(["shifted", "rows"]))
+    kh, kw, dh, dw = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    padding = draw(st.sampled_from([0, 1, 2, (0, 2), (2, 1), "same"]))
+    top, bottom, left, right = pads_of(padding, (kh, kw), (dh, dw))
+    least_h, least_w = max(1, dh * (kh - 1) + 1 - top - bottom), max(1, dw * (kw - 1) + 1 - left - right)
+    h, w = draw(st.integers(least_h, least_h + 4)), draw(st.integers(least_w, least_w + 4))
+    batch, channels, out_channels = draw(st.integers(0, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    x = rng.standard_normal((max(batch, 1), channels, h, w))
+    weight, bias = rng.standard_normal((out_channels, channels, kh, kw)), rng.standard_normal(out_channels)
+    constants = {**(SHIFTED if method == "shifted" else ROWS), "WIDE_MAX_WASTE": 1e9,
+                 "SHIFTED_CHUNK_BYTES" if method == "shifted" else "CHUNK_BYTES": draw(st.sampled_from([1, 1 << 20])),
+                 "THREADS": draw(st.integers(1, 2))}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in constants.items():
+            patch.setattr(conv_plan, name, value)
+        xt, wt, bt = leaf(x[0] if batch == 0 else x), leaf(weight), leaf(bias)
+        with mq.backend.use_fused(True):
+            y = mq.conv2d(xt, wt, bt, padding=padding, dilation=(dh, dw))
+            assert y.creator.plan.method == method or conv_plan._blas.gemm(np.float64) is None
+            g = rng.standard_normal(y.shape)
+            y.backward(const(g))
+    expected, grad_x, grad_w, grad_b = reference(x, weight, bias, 1, padding, (dh, dw), 1, g=g[None] if batch == 0 else g)
+    unbatch = (lambda a: a[0]) if batch == 0 else (lambda a: a)
+    np.testing.assert_allclose(host(y), unbatch(expected), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(xt.grad.numpy(), unbatch(grad_x), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-10, atol=1e-10)
