@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import const, host, leaf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import const, host, leaf
 
 import minigrad_q as mq
 from minigrad_q.ops import _conv_plan as conv_plan
