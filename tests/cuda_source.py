@@ -150,3 +150,12 @@ def route_gpu_path(monkeypatch, module, takes, launched, on_gpu=False):
 
     launched.clear()
     monkeypatch.setattr(module, "run_kernel", recorded)
+
+
+def route_ops_gpu_path(monkeypatch, launched, on_gpu=False):
+    """route_gpu_path for ops/_gpu.py, whose gate on the host is: fused on, and a dtype its kernels take."""
+    from minigrad_q import backend
+    from minigrad_q.ops import _gpu
+
+    route_gpu_path(monkeypatch, _gpu, lambda x: backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched,
+                   on_gpu=on_gpu)

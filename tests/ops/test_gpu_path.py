@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_source import assert_compiles_with_nvrtc, route_gpu_path
+from cuda_source import assert_compiles_with_nvrtc, route_ops_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
-from minigrad_q.ops import _cuda, _gpu
+from minigrad_q.ops import _cuda
 from minigrad_q.ops.conv import Conv2d
 from minigrad_q.ops.loss import CrossEntropy
 from minigrad_q.ops.pool import MaxPool2d
@@ -33,8 +33,7 @@ def device(request, monkeypatch):
     """The device of the tensors whose ops take the GPU path: "cuda", or "cpu" with the kernels on the host."""
     if request.param == "cuda" and not mq.backend.cuda_is_available():
         pytest.skip("no CuPy/GPU on this machine")
-    route_gpu_path(monkeypatch, _gpu, lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched,
-                   on_gpu=request.param == "cuda")
+    route_ops_gpu_path(monkeypatch, launched, on_gpu=request.param == "cuda")
     return request.param.replace("host", "cpu")
 
 

@@ -9,11 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-from cuda_source import route_gpu_path
+from cuda_source import route_ops_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
-from minigrad_q.ops import _gpu
 
 rng = np.random.default_rng(0)
 
@@ -493,7 +492,7 @@ def host_kernels(monkeypatch):
     """cross_entropy's GPU path on CPU arrays: ops/_gpu.py's code with its kernels compiled as C++ (as in
     tests/ops/test_gpu_path.py); the names of the kernels run are collected in the returned list."""
     launched = []
-    route_gpu_path(monkeypatch, _gpu, lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched)
+    route_ops_gpu_path(monkeypatch, launched)
     return launched
 
 

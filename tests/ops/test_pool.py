@@ -9,12 +9,11 @@ import math
 
 import numpy as np
 import pytest
-from cuda_source import route_gpu_path
+from cuda_source import route_ops_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
 import minigrad_q.ops._pool_plan as pool_plan
-from minigrad_q.ops import _gpu
 
 rng = np.random.default_rng(0)
 
@@ -402,7 +401,7 @@ def host_kernels(monkeypatch):
     """max_pool2d's GPU path on CPU arrays: ops/_gpu.py's code with its kernels compiled as C++ (as in
     tests/ops/test_gpu_path.py); the names of the kernels run are collected in the returned list."""
     launched = []
-    route_gpu_path(monkeypatch, _gpu, lambda x: mq.backend.fused_enabled() and x.dtype in _gpu.KERNEL_DTYPES, launched)
+    route_ops_gpu_path(monkeypatch, launched)
     return launched
 
 
