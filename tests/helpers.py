@@ -1,5 +1,8 @@
 """Small helpers shared by the op tests (tests/ is on sys.path through its conftest)."""
 
+import importlib.util
+import pathlib
+
 import numpy as np
 
 import minigrad_q as mq
@@ -24,3 +27,12 @@ def sum_to(array, shape):
     array = array.sum(axis=tuple(range(array.ndim - len(shape))))
     axes = tuple(i for i, size in enumerate(shape) if size == 1 and array.shape[i] != 1)
     return array.sum(axis=axes, keepdims=True)
+
+
+def load_script(name):
+    """The module scripts/<name>.py, imported from its file (scripts/ is not a package)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

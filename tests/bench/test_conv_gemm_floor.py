@@ -1,21 +1,9 @@
 """scripts/conv_gemm_floor.py records every GEMM of conv2d's forward and backward."""
 
-import importlib.util
-import pathlib
-
 import pytest
+from helpers import load_script
 
 pytest.importorskip("torch")
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "conv_gemm_floor.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("conv_gemm_floor", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.parametrize("channels, kernel", [(3, 3), (6, 5), (16, 3)],
                          ids=["column matrices", "kernel rows when shipped", "shifted when shipped"])
@@ -24,7 +12,7 @@ def test_the_recorded_gemms_do_all_of_the_convolutions_multiply_adds(input_grad,
     """Forward, weight gradient and (when asked) input gradient on the column-matrix path, whatever path
     the conv takes as shipped: 2·N·K·C·kh·kw·OH·OW FLOPs each, more where the fused path's wide layouts
     multiply zeros (at most WIDE_MAX_WASTE times)."""
-    script = load_script()
+    script = load_script("conv_gemm_floor")
     batch, out_channels, size = 4, 16, 9
     padding = kernel // 2
     result = script.one_case(batch, channels, out_channels, size, kernel, padding, input_grad, repeat=1)

@@ -1,26 +1,15 @@
 """scripts/conv_paths.py times each fused conv2d path, forced, and reports the one the rules choose."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
+from helpers import load_script
 
 from minigrad_q.ops import _blas, _conv_plan
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "conv_paths.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("conv_paths", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.skipif(_blas.gemm(np.float32) is None, reason="NumPy's BLAS has no GEMM that ops/_blas.py calls")
 def test_each_path_is_timed_and_the_rules_choice_reported():
-    script = load_script()
+    script = load_script("conv_paths")
     shipped = {name: getattr(_conv_plan, name) for name in ("SHIFTED_MIN_CHANNELS", "ROWS_MIN_KERNEL_ROWS")}
     times, chosen = script.one_case(2, 6, 4, 9, 5, 2, True, rounds=1)  # 5x5, kw·C = 30: the kernel-row rule
     assert {name: getattr(_conv_plan, name) for name in shipped} == shipped  # the constants are put back
