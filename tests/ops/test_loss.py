@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-from cuda_source import route_ops_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
@@ -487,15 +486,6 @@ def test_every_target_ignored_matches_torch():
 
 
 # ---------------------------------------------------------------- the GPU path with ignored targets
-@pytest.fixture
-def host_kernels(monkeypatch):
-    """cross_entropy's GPU path on CPU arrays: ops/_gpu.py's code with its kernels compiled as C++ (as in
-    tests/ops/test_gpu_path.py); the names of the kernels run are collected in the returned list."""
-    launched = []
-    route_ops_gpu_path(monkeypatch, launched)
-    return launched
-
-
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("targets", [[0, -100, 2, -100, 1], [-100] * 5, [3, 0, 2, 1, 1]], ids=["some ignored", "all", "none"])
 def test_cross_entropy_gpu_path_ignores_default_ignore_index_targets_as_the_plain_path(host_kernels, reduction, targets):

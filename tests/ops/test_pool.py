@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-from cuda_source import route_ops_gpu_path
 from helpers import const, host, leaf
 
 import minigrad_q as mq
@@ -396,15 +395,6 @@ def test_max_pool_indices_of_minus_infinity_windows_match_torch():
 
 
 # ---------------------------------------------------------------- the GPU path's gate
-@pytest.fixture
-def host_kernels(monkeypatch):
-    """max_pool2d's GPU path on CPU arrays: ops/_gpu.py's code with its kernels compiled as C++ (as in
-    tests/ops/test_gpu_path.py); the names of the kernels run are collected in the returned list."""
-    launched = []
-    route_ops_gpu_path(monkeypatch, launched)
-    return launched
-
-
 @pytest.mark.parametrize(
     "shape, kernel, stride, padding, dilation, ceil_mode, return_indices, on_gpu",
     [((2, 2, 7, 7), 3, 2, 1, 1, False, False, True),
