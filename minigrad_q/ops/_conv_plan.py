@@ -10,7 +10,7 @@ Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) 
 - ``forward(fn, ...)`` / ``backward(fn, grad_output)``: what Conv2d calls on the CPU when ``backend.fused_enabled()``.
 - ``Col2im``: kh·kw strided adds into a zeroed padded buffer (any stride).
 - ``WideCol2im``: stride 1, each add one contiguous 1-D run (dY spread on the padded grid).
-- ``shifted_forward`` / ``shifted_backward``: stride 1 with many channels, by kh·kw GEMMs over shifted
+- ``accumulating_forward`` / ``accumulating_backward``: stride 1 with many channels, by kh·kw GEMMs over shifted
   views of the padded grid (ops/_conv_shifted.py), without column matrices for Y and dX; or stride 1
   with a tall kernel, by kh GEMMs over a kernel-row matrix kh times smaller than X (ops/_conv_rows.py).
 
@@ -75,7 +75,7 @@ def forward(fn: Any, x: Any, weight: Any, bias: Any, stride: tuple[int, int], pa
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
     plan = fn.plan = ConvPlan(x.shape, weight.shape, stride, pads, dilation, groups, x.dtype, need_x)
     if plan.method != "columns":
-        return shifted_forward(fn, plan, x, weight, bias)
+        return accumulating_forward(fn, plan, x, weight, bias)
     w_matrix = xp.ascontiguousarray(
         weight.reshape(groups, plan.kg, plan.cg, plan.kh, plan.kw).transpose(0, 1, 3, 4, 2)
     ).reshape(groups, plan.kg, plan.rows)
@@ -106,7 +106,7 @@ def backward(fn: Any, grad_output: Any) -> tuple[Any, Any, Any]:
     if not (need_x or need_w):
         return None, None, grad_y.sum(axis=(0, 2, 3))
     if plan.method != "columns":
-        return shifted_backward(fn, plan, grad_y)
+        return accumulating_backward(fn, plan, grad_y)
     if plan.per_image and not grad_y.flags.c_contiguous:
         grad_y = xp.ascontiguousarray(grad_y)  # per-image GEMMs read it in place
     x, w_matrix, kept = fn.saved
@@ -159,40 +159,43 @@ def _finish(fn: Any, plan: ConvPlan, sums: list[tuple[Any, Any]], grad_x: Any, n
     return grad_x, grad_w, grad_b if need_b else None
 
 
-def shifted_forward(fn: Any, plan: ConvPlan, x: Any, weight: Any, bias: Any) -> Any:
-    """Conv2d's forward by shifted GEMMs (ops/_conv_shifted.py, or by kernel rows: ops/_conv_rows.py);
-    saves (x or None, the weight in their layout or None, None)."""
-    xp = fn.xp
+ACCUMULATING = {"shifted": ShiftedConv, "rows": RowConv}  # plan.method: the class that runs its chunks
+
+
+def accumulating_forward(fn: Any, plan: ConvPlan, x: Any, weight: Any, bias: Any) -> Any:
+    """Conv2d's forward by GEMMs that accumulate in the BLAS: shifted (ops/_conv_shifted.py) or kernel rows
+    (ops/_conv_rows.py); saves (x or None, the weight in their layout or None, None)."""
+    xp, conv_class = fn.xp, ACCUMULATING[plan.method]
     need_x, need_w = fn.needs_input_grad[0], fn.needs_input_grad[1]
-    w_shifted = plan.conv.weights(xp, weight)
+    w_arranged = conv_class.weights(xp, weight)
     out = xp.empty((plan.n, plan.k, plan.oh, plan.ow), dtype=x.dtype)
 
     def work(indices: list[int]) -> None:
-        conv = plan.conv(xp, plan, plan.gemm, x.dtype, backward=False)
+        conv = conv_class(xp, plan, plan.gemm, x.dtype, backward=False)
         for index in indices:
             start, stop = plan.chunks[index]
-            conv.forward(w_shifted, x[start:stop], bias, out[start:stop])
+            conv.forward(w_arranged, x[start:stop], bias, out[start:stop])
 
     run_in_workers(work, len(plan.chunks), plan.workers)
-    fn.save_for_backward(x if need_w else None, w_shifted if need_x else None, None)
+    fn.save_for_backward(x if need_w else None, w_arranged if need_x else None, None)
     return out[0] if fn.unbatched else out
 
 
-def shifted_backward(fn: Any, plan: ConvPlan, grad_y: Any) -> tuple[Any, Any, Any]:
-    """Conv2d's backward by shifted GEMMs or kernel rows: (dX, dW, db), None where not needed."""
-    xp = fn.xp
+def accumulating_backward(fn: Any, plan: ConvPlan, grad_y: Any) -> tuple[Any, Any, Any]:
+    """Conv2d's backward by the GEMMs of ``accumulating_forward``: (dX, dW, db), None where not needed."""
+    xp, conv_class = fn.xp, ACCUMULATING[plan.method]
     need_x, need_w, need_b = fn.needs_input_grad[:3]
-    x, w_shifted, _ = fn.saved
+    x, w_arranged, _ = fn.saved
     dtype = grad_y.dtype
     grad_x = xp.empty((plan.n, plan.c, plan.h, plan.w), dtype=dtype) if need_x else None
 
     def work(indices: list[int]) -> tuple[Any, Any]:
-        conv = plan.conv(xp, plan, plan.gemm, dtype, backward=True)
+        conv = conv_class(xp, plan, plan.gemm, dtype, backward=True)
         grad_w = xp.zeros((1, plan.rows, plan.k), dtype=dtype) if need_w else None
         grad_b = xp.zeros(plan.k, dtype=dtype)
         for index in indices:
             start, stop = plan.chunks[index]
-            grad_b += conv.backward(w_shifted, x[start:stop] if need_w else None, grad_y[start:stop],
+            grad_b += conv.backward(w_arranged, x[start:stop] if need_w else None, grad_y[start:stop],
                                     grad_w[0] if need_w else None, grad_x[start:stop] if need_x else None)
         return grad_w, grad_b
 
@@ -218,18 +221,18 @@ class ConvPlan:
         self.rows = self.kh * self.kw * self.cg  # rows of one group's column matrix
         grid_fits = stride == (1, 1) and self.hp * self.wp <= WIDE_MAX_WASTE * self.area
         self.wide = need_x and grid_fits
-        self.method, self.conv, self.gemm = "columns", None, None
-        if stride == (1, 1) and groups == 1 and _blas.gemm(dtype) is not None:
-            if grid_fits and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS:
-                self.method, self.conv, self.gemm = "shifted", ShiftedConv, _blas.gemm(dtype)
-            elif self.kh >= ROWS_MIN_KERNEL_ROWS and self.kw * self.c >= ROWS_MIN_DEPTH:
-                self.method, self.conv, self.gemm = "rows", RowConv, _blas.gemm(dtype)
-        columns = self.hp * self.wp if self.wide or self.method == "shifted" else self.area  # the largest matrices
-        itemsize = dtype.itemsize
-        image_bytes = max(1, groups * self.rows * columns * itemsize)
-        budget = SHIFTED_CHUNK_BYTES if self.method == "shifted" else CHUNK_BYTES
+        self.gemm = _blas.gemm(dtype) if stride == (1, 1) and groups == 1 else None
+        self.method = "columns"  # or "shifted" / "rows": ACCUMULATING's GEMMs, by self.gemm
+        if self.gemm is not None and grid_fits and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS:
+            self.method = "shifted"
+        elif self.gemm is not None and self.kh >= ROWS_MIN_KERNEL_ROWS and self.kw * self.c >= ROWS_MIN_DEPTH:
+            self.method = "rows"
+        itemsize, budget = dtype.itemsize, SHIFTED_CHUNK_BYTES if self.method == "shifted" else CHUNK_BYTES
         if self.method == "rows":  # chunks of the kernel-row matrix
             image_bytes = self.kw * self.c * self.hp * self.ow * itemsize
+        else:  # of the column matrices, over the padded grid where the wide col2im or the shifted GEMMs use it
+            columns = self.hp * self.wp if self.wide or self.method == "shifted" else self.area
+            image_bytes = max(1, groups * self.rows * columns * itemsize)
         threads = max(1, THREADS if THREADS is not None else blas_threads())
         self.chunks, self.workers = equal_chunks(self.n, budget // image_bytes, threads)
         self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
