@@ -9,8 +9,9 @@ from minigrad_q.bench import profile_step
 def test_profile_step_records_one_training_step_of_lenet5():
     tape = profile_step("lenet5", batch=4, warmup=0)
     forward = [(c.op, c.module) for c in tape.calls if c.phase == "forward"]
-    assert forward == [("Conv2d", "0"), ("Relu", "1"), ("MaxPool2d", "2"), ("Conv2d", "3"), ("Relu", "4"),
-                       ("MaxPool2d", "5"), ("Reshape", "6"), ("Linear", "7"), ("Relu", "8"), ("Linear", "9"),
+    # each ReLU + MaxPool2d pair runs pool first (nn.Sequential's pools_first)
+    assert forward == [("Conv2d", "0"), ("MaxPool2d", "2"), ("Relu", "1"), ("Conv2d", "3"), ("MaxPool2d", "5"),
+                       ("Relu", "4"), ("Reshape", "6"), ("Linear", "7"), ("Relu", "8"), ("Linear", "9"),
                        ("Relu", "10"), ("Linear", "11"), ("CrossEntropy", "")]
     assert tape.calls[0].input_shapes[0] == (4, 1, 28, 28)
     assert len(tape.calls) == 26  # every op's backward ran inside the block too
