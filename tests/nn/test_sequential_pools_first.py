@@ -4,7 +4,6 @@ by the functional ops in their written order, also where windows tie, hold only 
 overlap, dilate or run past the input (ceil mode); hooks and the plain path keep the written order."""
 
 import numpy as np
-import pytest
 from helpers import host
 from hypothesis import given
 from hypothesis import strategies as st
@@ -68,7 +67,7 @@ def test_lenet_layers_run_pool_first_and_train_as_written():
     assert forward.index("MaxPool2d") < forward.index("Relu")
     weight_grad = host(model[0].weight.grad)
 
-    conv, pool, linear = model[0], model[2], model[4]
+    conv, linear = model[0], model[4]
     conv.weight.grad = None
     leaf = mq.tensor(x, requires_grad=True)
     written = linear(F.max_pool2d(F.relu(conv(leaf)), 2).reshape(4, -1))
