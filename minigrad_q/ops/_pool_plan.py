@@ -23,8 +23,8 @@ from typing import Any
 from .. import backend
 from .workers import blas_threads, equal_chunks, run_in_workers
 
-CHUNK_BYTES = 1 << 20  # input per chunk
-PARALLEL_MIN_BYTES = 4 << 20  # smaller inputs are max-pooled in one piece on the calling thread (CPU)
+CHUNK_BYTES = 2 << 20  # input per chunk
+PARALLEL_MIN_BYTES = 2 << 20  # smaller inputs are max-pooled in one piece on the calling thread (CPU)
 
 
 def forward(fn: Any, source: Any, windows: Any) -> Any:

@@ -150,7 +150,7 @@ COLUMNS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": OFF}  # the colu
 SHIFTED = {"SHIFTED_MIN_CHANNELS": 1, "ROWS_MIN_KERNEL_ROWS": OFF, "WIDE_MAX_WASTE": 100.0}
 ROWS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1}
 PATHS = {  # name: the tuning constants of ops/_conv_plan.py to set
-    "one chunk, kept, wide": {**COLUMNS, "CHUNK_BYTES": 1 << 20, "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 100.0,
+    "one chunk a worker, kept, wide": {**COLUMNS, "CHUNK_BYTES": 1 << 20, "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 100.0,
                               "PER_IMAGE_AREA": OFF},
     "chunks of 2 of 5 images, kept, wide": {**COLUMNS, "CHUNK_BYTES": 2 * IMAGE, "SAVE_COLUMNS_BYTES": 1 << 30,
                                             "WIDE_MAX_WASTE": 100.0, "PER_IMAGE_AREA": OFF},
@@ -165,10 +165,10 @@ PATHS = {  # name: the tuning constants of ops/_conv_plan.py to set
                                               "WIDE_MAX_WASTE": 100.0, "PER_IMAGE_AREA": OFF},
     "one image per chunk, kept, strided col2im": {**COLUMNS, "CHUNK_BYTES": 1, "SAVE_COLUMNS_BYTES": 1 << 30,
                                                   "WIDE_MAX_WASTE": 0.0, "PER_IMAGE_AREA": OFF},
-    "shifted GEMMs, one chunk": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1 << 20},
+    "shifted GEMMs, one chunk a worker": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1 << 20},
     "shifted GEMMs, chunks of 2 of 5 images": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 2 * GRID_IMAGE},
     "shifted GEMMs, one image per chunk": {**SHIFTED, "SHIFTED_CHUNK_BYTES": 1},
-    "kernel rows, one chunk": {**ROWS, "CHUNK_BYTES": 1 << 20},
+    "kernel rows, one chunk a worker": {**ROWS, "CHUNK_BYTES": 1 << 20},
     "kernel rows, chunks of 2 of 5 images": {**ROWS, "CHUNK_BYTES": 2 * ROWS_IMAGE},
     "kernel rows, one image per chunk": {**ROWS, "CHUNK_BYTES": 1},
 }

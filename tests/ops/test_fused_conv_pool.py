@@ -22,8 +22,10 @@ def device():
 
 
 def _two_workers(monkeypatch, device):
-    """Two worker threads whatever the BLAS's thread count."""
+    """Two worker threads whatever the BLAS's thread count, and conv2d's column matrices in chunks of
+    at most 2 MiB, so that the cases below take 3 or more chunks."""
     monkeypatch.setattr(conv_plan, "THREADS", 2)
+    monkeypatch.setattr(conv_plan, "CHUNK_BYTES", 2 << 20)
     monkeypatch.setattr(pool_plan, "blas_threads", lambda: 2)
 
 
@@ -46,7 +48,7 @@ def _assert_close(fused, plain):
 
 # ---------------------------------------------------------------- conv2d
 # (batch, in channels, out channels, H, W, kernel, stride, padding, dilation, groups, bias): each
-# at the tuning constants' defaults takes 3 or more chunks of images.
+# takes 3 or more chunks of images in 2 MiB chunks (the shifted GEMMs: at SHIFTED_CHUNK_BYTES).
 CONV_CASES = {
     "3x3 p1, per-image GEMMs, wide col2im": (24, 12, 12, 20, 20, 3, 1, 1, 1, 1, True),
     "3x3 p1, 32 channels, shifted GEMMs": (24, 32, 32, 16, 16, 3, 1, 1, 1, 1, True),
