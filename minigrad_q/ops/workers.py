@@ -11,16 +11,21 @@ fixed rule and results come back in worker order, so sums of partial results are
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import contextvars
 import ctypes
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_size = 0
 _blas: list[Any] | None = None
 _local: list[Any] | None = None
+_hold = threading.Lock()
+_holders = 0  # run_in_workers calls with BLAS work open, in all threads
+_outside: list[int] = []  # each BLAS's thread count before the first of them opened
 
 
 def blas_controllers() -> list[Any]:
@@ -37,8 +42,11 @@ def blas_controllers() -> list[Any]:
 
 
 def blas_threads() -> int:
-    """Threads the BLAS uses (1 when threadpoolctl cannot tell)."""
-    return max([c.get_num_threads() for c in blas_controllers()] or [1])
+    """Threads the BLAS uses (1 when threadpoolctl cannot tell); while run_in_workers holds it at one
+    thread, the count from before."""
+    with _hold:
+        counts = list(_outside) if _holders else [c.get_num_threads() for c in blas_controllers()]
+    return max(counts or [1])
 
 
 def usable_cores() -> int:
@@ -55,10 +63,10 @@ def equal_chunks(n: int, most: int, threads: int) -> tuple[list[tuple[int, int]]
     return list(zip(bounds[:-1], bounds[1:])), workers
 
 
-def _local_setters() -> list[Callable[[int], int]]:
-    """openblas_set_num_threads_local of each loaded OpenBLAS that has it (0.3.27 on): it sets the BLAS thread
-    count of the calling thread alone and returns the previous one. (openblas_set_num_threads is
-    process-wide and does not take effect when called from a thread other than the main one.)"""
+def _local_setters() -> list[tuple[Any, Callable[[int], int]]]:
+    """(controller, its openblas_set_num_threads_local) for each loaded OpenBLAS that has it (0.3.27 on).
+    Measured with scipy-openblas 0.3.31: it sets the calling thread's BLAS threads, and also what every
+    thread's get_num_threads reads; openblas_set_num_threads takes effect only from the main thread."""
     global _local
     if _local is None:
         _local = []
@@ -66,19 +74,48 @@ def _local_setters() -> list[Callable[[int], int]]:
             setter = getattr(getattr(controller, "dynlib", None), "openblas_set_num_threads_local", None)
             if setter is not None:
                 setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
-                _local.append(setter)
+                _local.append((controller, setter))
     return _local
 
 
-def _one_blas_thread(work: Callable[[list[int]], Any], chunks: list[int]) -> Any:
-    """work(chunks) with this thread's BLAS on one thread."""
-    setters = _local_setters()
-    previous = [setter(1) for setter in setters]
+def _one_blas_thread_here() -> None:
+    for _, setter in _local_setters():
+        setter(1)
+
+
+@contextlib.contextmanager
+def _blas_held_at_one() -> Iterator[None]:
+    """BLAS on one thread while any run_in_workers with BLAS work is open, in any thread: the first to
+    open records each BLAS's thread count, and the last to close sets it back (process-wide from the
+    main thread, for the closing thread from others, which is also what every thread then reads), so
+    that open calls in other threads neither see 1 in blas_threads() nor restore each other's 1."""
+    global _holders, _outside
+    controllers = blas_controllers()
+    with _hold:
+        if _holders == 0:
+            _outside = [c.get_num_threads() for c in controllers]
+            for c, count in zip(controllers, _outside):
+                if count != 1:
+                    c.set_num_threads(1)
+        _holders += 1
     try:
-        return work(chunks)
+        _one_blas_thread_here()
+        yield
     finally:
-        for setter, count in zip(setters, previous):
-            setter(count)
+        with _hold:
+            _holders -= 1
+            if _holders == 0:
+                for c, count in zip(controllers, _outside):
+                    if count != 1:
+                        c.set_num_threads(count)
+                counts = {id(c): count for c, count in zip(controllers, _outside)}
+                for c, setter in _local_setters():
+                    setter(counts[id(c)])
+
+
+def _on_one_blas_thread(work: Callable[[list[int]], Any], chunks: list[int]) -> Any:
+    _one_blas_thread_here()
+    return work(chunks)
 
 
 def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, blas: bool = True) -> list[Any]:
@@ -87,29 +124,26 @@ def run_in_workers(work: Callable[[list[int]], Any], chunks: int, workers: int, 
     meanwhile in each worker, also with one worker: set process-wide (which takes effect when the main
     thread calls, and makes the per-thread settings cheap no-ops there: OpenBLAS otherwise adjusts its
     thread pool at each one, which made conv2d 1.6x slower), and per thread where OpenBLAS allows it (so
-    that the result does not depend on the calling thread)."""
-    if workers <= 1 and not blas:
+    that the result does not depend on the calling thread); see ``_blas_held_at_one`` for calls from
+    several threads at once."""
+    if not blas:
+        return _run(work, chunks, workers, lambda task, indices: task(indices))
+    with _blas_held_at_one():
+        return _run(work, chunks, workers, _on_one_blas_thread)
+
+
+def _run(work: Callable[[list[int]], Any], chunks: int, workers: int,
+         run: Callable[[Callable[[list[int]], Any], list[int]], Any]) -> list[Any]:
+    """run_in_workers' work on the calling thread and workers - 1 pool threads, each through `run`."""
+    if workers <= 1:
         return [work(list(range(chunks)))]
-    run = _one_blas_thread if blas and _local_setters() else (lambda task, indices: task(indices))
-    controllers = blas_controllers() if blas else []
-    saved = [c.get_num_threads() for c in controllers]
-    for c, count in zip(controllers, saved):
-        if count != 1:
-            c.set_num_threads(1)
-    try:
-        if workers <= 1:
-            return [run(work, list(range(chunks)))]
-        global _pool, _pool_size
-        if _pool is None or _pool_size < workers - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = concurrent.futures.ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad_q-worker")
-            _pool_size = workers - 1
-        # each worker runs in a copy of this thread's context: NumPy's errstate, for one, holds there too
-        futures = [_pool.submit(contextvars.copy_context().run, run, work, list(range(w, chunks, workers)))
-                   for w in range(1, workers)]
-        return [run(work, list(range(0, chunks, workers)))] + [f.result() for f in futures]
-    finally:
-        for c, count in zip(controllers, saved):
-            if count != 1:
-                c.set_num_threads(count)
+    global _pool, _pool_size
+    if _pool is None or _pool_size < workers - 1:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = concurrent.futures.ThreadPoolExecutor(workers - 1, thread_name_prefix="minigrad_q-worker")
+        _pool_size = workers - 1
+    # each worker runs in a copy of this thread's context: NumPy's errstate, for one, holds there too
+    futures = [_pool.submit(contextvars.copy_context().run, run, work, list(range(w, chunks, workers)))
+               for w in range(1, workers)]
+    return [work(list(range(0, chunks, workers)))] + [f.result() for f in futures]

@@ -40,13 +40,67 @@ def test_run_in_workers_gives_each_worker_every_t_th_chunk_and_returns_in_worker
     assert seen[(1, 4)] != threading.get_ident() and seen[(2, 5)] != threading.get_ident()
 
 
-def test_blas_runs_on_one_thread_inside_the_workers_and_is_restored_after():
+def _blas_setting():
+    """What the BLAS itself says it uses now (blas_threads() reports the count from before a hold)."""
+    return max(c.get_num_threads() for c in workers.blas_controllers())
+
+
+def _needs_blas_threads():
     if workers.blas_threads() < 2:
         pytest.skip("the BLAS runs on one thread already (or threadpoolctl cannot tell)")
+
+
+def test_blas_runs_on_one_thread_inside_the_workers_and_is_restored_after():
+    _needs_blas_threads()
     before = workers.blas_threads()
-    inside = workers.run_in_workers(lambda indices: workers.blas_threads(), 2, 1)
-    assert inside == [1]
-    assert workers.blas_threads() == before
+    inside = workers.run_in_workers(lambda indices: (_blas_setting(), workers.blas_threads()), 2, 1)
+    assert inside == [(1, before)]  # held at 1; plans made meanwhile still see the count from before
+    assert workers.blas_threads() == _blas_setting() == before
+
+
+@pytest.mark.parametrize("worker_count", [1, 2])
+def test_a_thread_other_than_the_main_one_gets_the_blas_back_as_it_was(worker_count):
+    _needs_blas_threads()
+    seen = []
+
+    def body():
+        inside = workers.run_in_workers(lambda indices: _blas_setting(), worker_count, worker_count)
+        seen.append((inside, workers.blas_threads(), _blas_setting()))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    before = workers.blas_threads()
+    assert seen == [([1] * worker_count, before, before)]
+
+
+def test_blas_work_open_in_two_threads_at_once_is_planned_and_restored_as_one_alone():
+    """Two threads training at once: the first to close once set the BLAS back to its count while the
+    other still ran (and the other then restored the 1 it had seen), and conv2d plans made in one
+    thread while the other held BLAS at 1 chunked the batch for one worker: results then differed
+    from a run alone."""
+    _needs_blas_threads()
+    before = workers.blas_threads()
+    first_open, second_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def first(indices):
+        first_open.set()
+        second_done.wait(5)
+        seen["first, after the second closed"] = (_blas_setting(), workers.blas_threads())
+
+    def second():
+        first_open.wait(5)
+        seen["second, planning"] = workers.blas_threads()
+        workers.run_in_workers(lambda indices: None, 1, 1)
+        second_done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    workers.run_in_workers(first, 1, 1)
+    thread.join()
+    assert seen == {"second, planning": before, "first, after the second closed": (1, before)}
+    assert workers.blas_threads() == _blas_setting() == before
 
 
 def test_work_without_blas_leaves_the_blas_threads_alone():
