@@ -105,6 +105,11 @@ first = tape.calls[0]
 print(first.op, first.module, first.output_shapes)   # Linear 0 [(5, 3)]
 ```
 
+The tape lists the ops in the order they ran. One order differs from a model's definition: with the
+fused paths on, `nn.Sequential` runs a ReLU followed by a MaxPool2d pool first (the same values and
+gradients, from a relu over a quarter of the numbers), so such a pair appears as MaxPool2d, then
+Relu on the pooled shape. A hook on either module, or `MINIGRAD_Q_FUSED=0`, keeps the written order.
+
 Each backward record holds statistics for the gradients flowing into the op's outputs and out to
 its inputs: norm, mean, std, min, max, the fraction of zeros, and the NaN and inf counts. They are
 computed on the device and read once, when the block ends. `tape.to_json()` and `tape.to_csv()`

@@ -29,8 +29,9 @@ Choices (the tuning constants below; tests shrink them to reach every path):
   convs with ROWS_MIN_KERNEL_ROWS kernel rows and kw·C of ROWS_MIN_DEPTH or more take the kernel-row
   GEMMs, in chunks whose kernel-row matrix takes at most CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
-Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d" and
-"Notes: conv2d by shifted and kernel-row GEMMs".
+Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d",
+"Notes: conv2d by shifted and kernel-row GEMMs" and "Notes: ReLU before MaxPool2d, chunk sizes, BLAS
+threads across threads".
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ The argmax is int8 (int32 past 128 offsets). Inputs under PARALLEL_MIN_BYTES are
 calling thread; larger ones go in chunks of at most CHUNK_BYTES, as many for each of
 the BLAS's thread count of workers. ``windows`` is pool.py's Windows: kernel offsets and their views
 (dilated, and over a source padded past the input for ceil mode's last windows, alike).
-Why these sizes: docs/benchmarks.md, "Notes: conv2d and max_pool2d".
+Why these sizes: docs/benchmarks.md, "Notes: conv2d and max_pool2d" and "Notes: ReLU before MaxPool2d,
+chunk sizes, BLAS threads across threads".
 """
 
 from __future__ import annotations
