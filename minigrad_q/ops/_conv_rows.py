@@ -36,7 +36,7 @@ class RowConv:
         self.y = xp.empty(plan.k * plan.oh * plan.batch * plan.ow, dtype=dtype)  # Y or dY
         if backward:
             self.grad_stacked = xp.empty_like(self.stacked)
-            self.grad_pad_buffer = plan.pad_buffer(xp, dtype)
+            self.grad_rows = xp.empty((plan.c, plan.hp, plan.batch, plan.wp), dtype=dtype)  # dX padded, P's order
 
     @staticmethod
     def weights(xp: Any, weight: Any) -> Any:
@@ -104,13 +104,16 @@ class RowConv:
         return grad.sum(axis=(1, 2, 3))
 
     def unstack(self, grad_stacked: Any, grad_x: Any) -> None:
-        """grad_x = P's adjoint applied to dP: kw strided adds into the zeroed padded chunk, then its interior."""
+        """grad_x = P's adjoint applied to dP: kw shifted adds in P's own order (C, Hp, b, Wp), the first
+        a copy, then the interior reordered to (b, C, H, W)."""
         xp, plan = self.xp, self.plan
-        target = grad_x if self.grad_pad_buffer is None else self.grad_pad_buffer[: grad_x.shape[0]]
-        target.fill(0)
-        for j in range(plan.kw):
+        b = grad_x.shape[0]
+        rows = self.grad_rows[:, :, :b]
+        xp.copyto(rows[..., : plan.ow], grad_stacked[0])
+        rows[..., plan.ow:].fill(0)
+        for j in range(1, plan.kw):
             start = j * plan.dilation[1]
-            window = target[:, :, :, start:start + plan.ow]
-            xp.add(window, grad_stacked[j].transpose(2, 0, 1, 3), out=window)
-        if self.grad_pad_buffer is not None:
-            xp.copyto(grad_x, plan.interior(target))
+            window = rows[..., start:start + plan.ow]
+            xp.add(window, grad_stacked[j], out=window)
+        top, _, left, _ = plan.pads
+        xp.copyto(grad_x, rows[:, top:top + plan.h, :, left:left + plan.w].transpose(2, 0, 1, 3))
