@@ -16,8 +16,8 @@ Per chunk of images, with the chunk's column matrices X (rows ordered (i, j, c) 
 
 Choices (the tuning constants below; tests shrink them to reach every path):
 - chunks: equal batch chunks whose column matrices take at most CHUNK_BYTES (one image at least),
-  and at most an equal share of the batch per worker, as many for each of the workers (THREADS, or
-  the BLAS's thread count);
+  and at most an equal share of the batch per worker unless that share is under SPLIT_MIN_BYTES, as
+  many for each of the workers (THREADS, or the BLAS's thread count);
 - X is kept from forward for dW while all chunks' matrices fit SAVE_COLUMNS_BYTES, else recomputed;
 - with PER_IMAGE_AREA output pixels or more, one GEMM per image writes Y in NCHW and reads dY in
   place; below, one GEMM per chunk and a reorder;
@@ -45,6 +45,7 @@ from ._windows import add_windows, output_size, sliding_windows
 from .workers import blas_threads, equal_chunks, run_in_workers
 
 CHUNK_BYTES = 8 << 20  # column matrices of one batch chunk
+SPLIT_MIN_BYTES = 512 << 10  # ... and no smaller to give each worker a chunk: a hand-off costs ~0.1 ms
 SAVE_COLUMNS_BYTES = 32 << 20  # keep X for dW up to this size, else recompute it
 WIDE_MAX_WASTE = 2.5  # stride-1 dX by the wide col2im while padded image area / output area is at most this
 PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writes NCHW directly
@@ -236,7 +237,7 @@ class ConvPlan:
             columns = self.hp * self.wp if self.wide or self.method == "shifted" else self.area
             image_bytes = max(1, groups * self.rows * columns * itemsize)
         threads = max(1, THREADS if THREADS is not None else blas_threads())
-        share = -(-self.n // threads)  # so that every worker gets a chunk
+        share = max(-(-self.n // threads), SPLIT_MIN_BYTES // image_bytes)  # every worker a chunk, not a tiny one
         self.chunks, self.workers = equal_chunks(self.n, min(budget // image_bytes, share), threads)
         self.batch = max([stop - start for start, stop in self.chunks], default=1)  # images in the largest chunk
         self.ld = leading_dim(self.batch * self.area)

@@ -447,3 +447,15 @@ def test_the_stride_1_gemm_paths_on_drawn_shapes(data):
     np.testing.assert_allclose(xt.grad.numpy(), unbatch(grad_x), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("images, side, split", [(64, 28, True), (64, 8, False)])
+def test_plans_give_every_worker_a_chunk_unless_the_chunks_would_be_tiny(monkeypatch, images, side, split):
+    """LeNet-5's first conv: 64 images of 28x28 (5 MB of column matrices) go in one chunk per worker, not
+    in one 8 MiB chunk on one worker; the digits' 64 images of 8x8 (0.4 MB of column matrices) stay in one chunk on the calling
+    thread, where a hand-off to a worker would cost more than it saves."""
+    monkeypatch.setattr(conv_plan, "THREADS", 2)
+    plan = conv_plan.ConvPlan((images, 1, side, side), (6, 1, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1,
+                              np.dtype(np.float32), need_x=False)
+    assert plan.method == "columns"
+    assert (len(plan.chunks), plan.workers) == ((2, 2) if split else (1, 1))
