@@ -107,8 +107,9 @@ class Sequential(_Indexed):
 
 
 def pools_first(first: Module, second: Module) -> bool:
-    """Whether Sequential runs ``second`` before ``first``: a ReLU then a MaxPool2d without indices, neither
-    hooked, while ``backend.fused_enabled()`` (off, every module runs in its place).
+    """Whether Sequential runs ``second`` before ``first``: a ReLU then a MaxPool2d without indices or
+    dilation, neither hooked, while ``backend.fused_enabled()`` (off, every module runs in its place).
+    (A dilated window can lie wholly in the padding: the written order gives its -inf, pool first 0.)
 
     relu is non-decreasing, so relu(max(window)) = max(relu(window)). Where the window's maximum is
     positive, it sits at the same first position in x and in relu(x), so the gradient takes the same
@@ -116,6 +117,8 @@ def pools_first(first: Module, second: Module) -> bool:
     NaN differs: its output is NaN either way, but run first, relu passes it no gradient, where the
     pool would have sent it to the largest number ahead of the NaN; and a zero may come out with the other sign."""
     if type(first) is not ReLU or type(second) is not MaxPool2d or second.return_indices:
+        return False
+    if second.dilation not in (1, (1, 1)):
         return False
     hooked = any(m._forward_pre_hooks or m._forward_hooks or m._backward_hooks for m in (first, second))
     return not hooked and backend.fused_enabled()

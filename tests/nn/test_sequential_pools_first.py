@@ -4,7 +4,8 @@ by the functional ops in their written order, also where windows tie, hold only 
 overlap, dilate or run past the input (ceil mode); hooks and the plain path keep the written order."""
 
 import numpy as np
-from helpers import host
+import pytest
+from helpers import const, host, leaf
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,19 +15,19 @@ from minigrad_q.inspect import record
 from minigrad_q.nn import functional as F
 
 
-def _written_order(x, grad, pool):
+def _written_order(x, grad, pool, device="cpu"):
     """(output, dx) of F.max_pool2d(F.relu(x)): the written order, by the functional ops."""
-    leaf = mq.tensor(x, requires_grad=True)
-    out = F.max_pool2d(F.relu(leaf), pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
-    out.backward(mq.tensor(grad))
-    return host(out), host(leaf.grad)
+    x_leaf = leaf(x, device)
+    out = F.max_pool2d(F.relu(x_leaf), pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+    out.backward(const(grad, device))
+    return host(out), host(x_leaf.grad)
 
 
-def _through(model, x, grad):
-    leaf = mq.tensor(x, requires_grad=True)
-    out = model(leaf)
-    out.backward(mq.tensor(grad))
-    return host(out), host(leaf.grad)
+def _through(model, x, grad, device="cpu"):
+    x_leaf = leaf(x, device)
+    out = model(x_leaf)
+    out.backward(const(grad, device))
+    return host(out), host(x_leaf.grad)
 
 
 @st.composite
@@ -56,6 +57,22 @@ def test_pool_first_gives_the_written_orders_outputs_and_gradients(case):
     np.testing.assert_array_equal(dx, expected_grad)
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, 1, dilation=2),
+                                  nn.MaxPool2d(3, 2, ceil_mode=True)], ids=repr)
+def test_pool_first_on_each_device(device, pool):
+    """The same check on each device (the GPU's pool and relu kernels): integers give ties and windows of
+    zeros and negatives only."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, (4, 3, 9, 9)).astype(np.float32)
+    out_shape = host(F.max_pool2d(const(x), pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                                  pool.ceil_mode)).shape
+    grad = rng.standard_normal(out_shape).astype(np.float32)
+    out, dx = _through(nn.Sequential(nn.ReLU(), pool), x, grad, device)
+    expected, expected_grad = _written_order(x, grad, pool, device)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(dx, expected_grad)
+
+
 def test_lenet_layers_run_pool_first_and_train_as_written():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 1, 12, 12)).astype(np.float32)
@@ -69,11 +86,11 @@ def test_lenet_layers_run_pool_first_and_train_as_written():
 
     conv, linear = model[0], model[4]
     conv.weight.grad = None
-    leaf = mq.tensor(x, requires_grad=True)
-    written = linear(F.max_pool2d(F.relu(conv(leaf)), 2).reshape(4, -1))
-    written.backward(mq.tensor(grad))
+    x_leaf = leaf(x)
+    written = linear(F.max_pool2d(F.relu(conv(x_leaf)), 2).reshape(4, -1))
+    written.backward(const(grad))
     np.testing.assert_array_equal(out, host(written))
-    np.testing.assert_array_equal(dx, host(leaf.grad))
+    np.testing.assert_array_equal(dx, host(x_leaf.grad))
     np.testing.assert_array_equal(weight_grad, host(conv.weight.grad))
 
 
@@ -83,7 +100,7 @@ def _relu_input_shapes(model, x):
     return [call.input_shapes[0] for call in tape.calls if call.op == "Relu"]
 
 
-def test_hooks_indices_and_the_plain_path_keep_the_written_order():
+def test_hooks_indices_dilation_and_the_plain_path_keep_the_written_order():
     x = np.random.default_rng(2).standard_normal((2, 3, 8, 8))
     relu, pool = nn.ReLU(), nn.MaxPool2d(2)
     model = nn.Sequential(relu, pool)
@@ -99,6 +116,11 @@ def test_hooks_indices_and_the_plain_path_keep_the_written_order():
 
     with backend.use_fused(False):
         assert _relu_input_shapes(model, x) == [(2, 3, 8, 8)]
+    assert _relu_input_shapes(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, dilation=2)), x) == [(2, 3, 8, 8)]
+    # a dilated window can hold padding only: -inf as written, 0 with relu after the pool
+    out, _ = _through(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, 1, 1, dilation=2)), np.zeros((1, 1, 1, 1)),
+                      np.ones((1, 1, 1, 1)))
+    np.testing.assert_array_equal(out, -np.inf)
     _, indices = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, return_indices=True))(mq.tensor(-np.abs(x)))
     np.testing.assert_array_equal(host(indices), host(F.max_pool2d(F.relu(mq.tensor(-np.abs(x))), 2,
                                                                    return_indices=True)[1]))
