@@ -146,4 +146,8 @@ def _run(work: Callable[[list[int]], Any], chunks: int, workers: int,
     # each worker runs in a copy of this thread's context: NumPy's errstate, for one, holds there too
     futures = [_pool.submit(contextvars.copy_context().run, run, work, list(range(w, chunks, workers)))
                for w in range(1, workers)]
-    return [work(list(range(0, chunks, workers)))] + [f.result() for f in futures]
+    try:
+        mine = work(list(range(0, chunks, workers)))
+    finally:  # the others finish before their buffers or the BLAS setting can change under them
+        concurrent.futures.wait(futures)
+    return [mine] + [f.result() for f in futures]

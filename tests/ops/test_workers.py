@@ -2,6 +2,7 @@
 assignment of chunks to workers, results in worker order, BLAS on one thread meanwhile."""
 
 import threading
+import time
 
 import pytest
 
@@ -117,3 +118,19 @@ def test_workers_run_in_the_callers_context_so_numpy_errstate_holds_there():
     with np.errstate(over="ignore", invalid="raise"):
         seen = workers.run_in_workers(lambda indices: (np.geterr()["over"], np.geterr()["invalid"]), 4, 2)
     assert seen == [("ignore", "raise")] * 2
+
+
+def test_when_the_calling_threads_work_fails_the_others_finish_inside_the_blas_hold_first():
+    _needs_blas_threads()
+    seen = []
+
+    def work(indices):
+        if indices == [0]:
+            raise RuntimeError("worker 0 failed")
+        time.sleep(0.05)
+        seen.append(_blas_setting())
+
+    with pytest.raises(RuntimeError, match="worker 0 failed"):
+        workers.run_in_workers(work, 2, 2)
+    assert seen == [1]  # worker 1 finished before run_in_workers returned, BLAS still on one thread
+    assert _blas_setting() == workers.blas_threads()
