@@ -30,6 +30,7 @@ import torch
 import minigrad_q as mq
 from minigrad_q import storage
 from minigrad_q.bench import machine
+from minigrad_q.bench.cnn import conv_step
 from minigrad_q.ops import _conv_plan
 
 # (name, N, C, K, H=W, kernel, padding, input needs a gradient)
@@ -67,23 +68,12 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
     side = size + 2 * padding - kernel + 1
     g = rng.standard_normal((batch, out_channels, side, side), dtype=np.float32)
 
-    ours = [mq.tensor(x, requires_grad=input_grad), mq.tensor(w, requires_grad=True),
-            mq.tensor(np.zeros(out_channels, np.float32), requires_grad=True)]
-    grad = mq.tensor(g)
-
-    def ours_step() -> None:
-        for tensor in ours:
-            tensor.grad = None
-        mq.nn.functional.conv2d(*ours, padding=padding).backward(grad)
-
-    theirs = [torch.tensor(x, requires_grad=input_grad), torch.tensor(w, requires_grad=True),
-              torch.zeros(out_channels, requires_grad=True)]
-    their_grad = torch.tensor(g)
-
-    def torch_step() -> None:
-        for tensor in theirs:
-            tensor.grad = None
-        torch.nn.functional.conv2d(*theirs, padding=padding).backward(their_grad)
+    ours_step = conv_step(mq.nn.functional.conv2d, mq.tensor(x, requires_grad=input_grad),
+                          mq.tensor(w, requires_grad=True), mq.tensor(np.zeros(out_channels, np.float32), requires_grad=True),
+                          mq.tensor(g), padding)
+    torch_step = conv_step(torch.nn.functional.conv2d, torch.tensor(x, requires_grad=input_grad),
+                           torch.tensor(w, requires_grad=True), torch.zeros(out_channels, requires_grad=True),
+                           torch.tensor(g), padding)
 
     shipped = best_time(ours_step, repeat)
     shipped_settings = {name: getattr(_conv_plan, name) for name in ("SHIFTED_MIN_CHANNELS", "ROWS_MIN_KERNEL_ROWS")}

@@ -7,21 +7,22 @@ new CPU type before trusting them there.
     python scripts/conv_paths.py [--markdown docs/benchmarks/conv-paths-intel-xeon.md] [--rounds 3]
 
 Times: forward + backward (all gradients, or no input gradient for a first layer), float32, median of
-alternating rounds, with NumPy's BLAS threads as they are (the workers follow them).
+alternating rounds (each round's time: bench.timing.time_median), with NumPy's BLAS threads as they
+are (the workers follow them).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 import minigrad_q as mq
 from minigrad_q import storage
 from minigrad_q.bench import machine
+from minigrad_q.bench.cnn import conv_step
+from minigrad_q.bench.timing import time_median
 from minigrad_q.ops import _conv_plan
 
 # (name, N, C, K, H=W, kernel, padding, input needs a gradient)
@@ -44,16 +45,6 @@ PATHS = {  # the constants that force each path (the others stay as they are)
 }
 
 
-def timed(call: Callable[[], object], repeat: int = 5) -> float:
-    """Seconds per call, after two warm-up calls."""
-    call()
-    call()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        call()
-    return (time.perf_counter() - start) / repeat
-
-
 def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: int, padding: int, input_grad: bool,
              rounds: int) -> tuple[dict[str, float], str]:
     """({path: median seconds per forward + backward}, the path the rules choose) for one convolution."""
@@ -65,11 +56,7 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
     side = size + 2 * padding - kernel + 1
     g = mq.tensor(rng.standard_normal((batch, out_channels, side, side), dtype=np.float32))
 
-    def step() -> None:
-        for tensor in (x, w, b):
-            tensor.grad = None
-        mq.conv2d(x, w, b, padding=padding).backward(g)
-
+    step = conv_step(mq.conv2d, x, w, b, g, padding)
     chosen_method = mq.conv2d(x, w, b, padding=padding).creator.plan.method  # w needs a gradient: an op is recorded
     shipped = {name: getattr(_conv_plan, name) for settings in PATHS.values() for name in settings}
     times: dict[str, list[float]] = {path: [] for path in PATHS}
@@ -82,7 +69,7 @@ def one_case(batch: int, channels: int, out_channels: int, size: int, kernel: in
                 if taken != path:
                     raise SystemExit(f"conv_paths: forcing the {path} path ran the {taken} path instead (no BLAS GEMM "
                                      "that ops/_blas.py can call?)")
-                times[path].append(timed(step))
+                times[path].append(time_median(step, 3)[0])
     finally:
         for name, value in shipped.items():
             setattr(_conv_plan, name, value)

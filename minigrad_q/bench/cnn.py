@@ -65,7 +65,7 @@ def _max_relative(ours: Any, theirs: Any) -> float:
 
 
 # ---------------------------------------------------------------- conv2d
-def _conv_step(conv2d: Callable[..., Any], x: Any, w: Any, b: Any, grad_out: Any, padding: int) -> Callable[[], None]:
+def conv_step(conv2d: Callable[..., Any], x: Any, w: Any, b: Any, grad_out: Any, padding: int) -> Callable[[], None]:
     """Forward + backward of one convolution (minigrad_q's or torch's: the same code drives both)."""
 
     def step() -> None:
@@ -93,7 +93,7 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
         b = mq.tensor(gen.standard_normal((k,), dtype=backend.float32), requires_grad=True)
         out_side = side + 2 * padding - kernel + 1
         grad_out = mq.tensor(gen.standard_normal((n, k, out_side, out_side), dtype=backend.float32))
-        step = _conv_step(ops.conv2d, x, w, b, grad_out, padding)
+        step = conv_step(ops.conv2d, x, w, b, grad_out, padding)
         flops = 6 * n * k * c * kernel * kernel * out_side * out_side
         case: dict[str, Any] = {"name": name, "shape": [n, c, k, side, kernel, padding], "flops": flops}
         torch_step = None
@@ -101,7 +101,7 @@ def run_conv(device: str = "cpu", repeat: int = 7, threads: int | None = None, g
             tx, tw, tb, tg = (torch.from_numpy(backend.asnumpy(t.data).copy()).to(device) for t in (x, w, b, grad_out))
             for leaf in (tx, tw, tb):
                 leaf.requires_grad_()
-            torch_step = _conv_step(torch.nn.functional.conv2d, tx, tw, tb, tg, padding)
+            torch_step = conv_step(torch.nn.functional.conv2d, tx, tw, tb, tg, padding)
         _compare(case, time_both(step, sync, torch_step, torch_sync, torch, count, repeat), flops, gemm_gflops)
         if torch is not None:
             pairs = ((x, tx), (w, tw), (b, tb))
