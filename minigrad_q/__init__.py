@@ -42,6 +42,7 @@ from .core import (
     zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
+from .idle_polling import poll_idle_cpus
 from .ops import *
 
 __version__ = "0.1.0"

@@ -28,7 +28,6 @@ import threadpoolctl
 import torch
 
 import minigrad_q as mq
-from minigrad_q import storage
 from minigrad_q.bench import machine
 from minigrad_q.bench.cnn import conv_step
 from minigrad_q.ops import _conv_plan
@@ -130,10 +129,7 @@ def main() -> None:
     lines = [*table(results), "",
              f"Machine: {facts['cpu']}; NumPy {facts['numpy']} ({facts['blas']}); torch {facts['torch']}; one thread "
              f"each; times: the fastest of {args.repeat} calls; `python scripts/conv_gemm_floor.py`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        storage.write_atomic(args.markdown, text.encode("utf-8"))
+    machine.print_page(lines, args.markdown)
 
 
 if __name__ == "__main__":

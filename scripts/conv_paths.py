@@ -19,7 +19,6 @@ import statistics
 import numpy as np
 
 import minigrad_q as mq
-from minigrad_q import storage
 from minigrad_q.bench import machine
 from minigrad_q.bench.cnn import conv_step
 from minigrad_q.bench.timing import time_median
@@ -97,10 +96,7 @@ def main() -> None:
              f"Machine: {facts['cpu']}, {facts['usable_cores']} usable cores; NumPy {facts['numpy']} ({facts['blas']}); "
              f"forward + backward in float32, median of {args.rounds} alternating rounds; "
              "`python scripts/conv_paths.py`. Stride 1 and no groups everywhere, so every path applies."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        storage.write_atomic(args.markdown, text.encode("utf-8"))
+    machine.print_page(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the benchmarks run on: the machine's description and its own limits (GEMM rate, copy bandwidth)."""
+"""What the benchmarks run on: the machine's description and its own limits (GEMM rate, copy bandwidth), and
+the pages that name it (``cpu_page``, ``print_page``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from typing import Any
 
 from .. import backend
+from ..storage import write_atomic
 from .timing import synchronizer, time_median
 
 GEMM_SIZE = 1024
@@ -40,6 +42,14 @@ def cpu_page(cpu: str) -> str:
     Speed ratios differ between CPU types, so each type seen keeps a page of its own."""
     words = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.lower())
     return "-".join(re.findall(r"[a-z0-9]+", words)) or "unknown-cpu"
+
+
+def print_page(lines: list[str], markdown: str | None) -> None:
+    """Print a benchmark script's page and, where `markdown` names a file, write it there (atomically)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if markdown:
+        write_atomic(markdown, text.encode("utf-8"))
 
 
 def cpu_model() -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..inspect import format_table
+from ..storage import write_atomic
 from . import cnn, overhead, quant
 from .machine import cpu_page, describe_machine, machine_limits
 
@@ -20,18 +21,19 @@ MODES = ("overhead", *cnn.MODES, "quant")
 
 
 def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int | None = None, large_size: int = 1_000_000,
-        rss_steps: int = 200, quant_size: int = quant.QUANT_SIZE) -> dict[str, Any]:
+        rss_steps: int = 200, quant_size: int = quant.QUANT_SIZE, idle_cpus_poll: bool = False) -> dict[str, Any]:
     """Every benchmark in `modes` (keys of MODES), plus the machine's description and limits.
 
     `threads`: PyTorch's intra-op threads; by default 1 for ``overhead`` (NumPy's
     elementwise work is single-threaded) and NumPy's BLAS thread count for the others.
+    `idle_cpus_poll`: whether the caller holds poll_idle_cpus() meanwhile, for the machine's description.
     """
     results: dict[str, Any] = {
         "minigrad_q": __version__,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": device,
         "repeat": repeat,
-        "machine": describe_machine(device),
+        "machine": {**describe_machine(device), "idle_cpus_poll": idle_cpus_poll},
         "limits": machine_limits(device, repeat=min(repeat, 5)),
     }
     for mode in modes:
@@ -46,16 +48,15 @@ def run(modes: list[str], device: str = "cpu", repeat: int = 7, threads: int | N
 
 
 def write_json(results: dict[str, Any], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(results, file, indent=2)
-        file.write("\n")
+    write_atomic(path, (json.dumps(results, indent=2) + "\n").encode("utf-8"))
 
 
 def format_results(results: dict[str, Any]) -> str:
     machine, limits = results["machine"], results["limits"]
     lines = [
         f"machine: {machine['cpu']}, {machine['usable_cores']} usable cores; numpy {machine['numpy']} ({machine['blas']}); "
-        f"torch {machine['torch'] or 'not installed'}; OPENBLAS_CORETYPE={machine['OPENBLAS_CORETYPE'] or 'unset'}",
+        f"torch {machine['torch'] or 'not installed'}; OPENBLAS_CORETYPE={machine['OPENBLAS_CORETYPE'] or 'unset'}"
+        + ("; idle CPUs poll (--poll-idle)" if machine.get("idle_cpus_poll") else ""),
         f"limits on {results['device']}: float32 GEMM {limits['gemm_size']}^2 {limits['gemm_gflops']:.1f} GFLOP/s; "
         f"memory copy {limits['copy_gbps']:.1f} GB/s ({limits['copy_counts']})",
     ]
@@ -78,8 +79,10 @@ def write_markdown(results: dict[str, Any]) -> str:
             f"# Benchmarks on {machine['cpu']}",
             "",
             measured,
-            "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant --markdown "
-            f"docs/benchmarks/{cpu_page(machine['cpu'])}.md` on this CPU type (add `--json PATH` for raw numbers); "
+            "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant "
+            + ("--poll-idle --markdown " if machine.get("idle_cpus_poll") else "--markdown ")
+            + f"docs/benchmarks/{cpu_page(machine['cpu'])}{'-poll-idle' if machine.get('idle_cpus_poll') else ''}.md` "
+            "on this CPU type (add `--json PATH` for raw numbers); "
             "[benchmarks.md](../benchmarks.md) lists the pages of every CPU type measured.",
         ]
     else:
@@ -107,6 +110,8 @@ def write_markdown(results: dict[str, Any]) -> str:
             "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"
             if machine.get("keeps_freed_host_memory") else "glibc's defaults"
         ),
+        "- idle CPUs: " + ("poll (`--poll-idle`, minigrad_q.poll_idle_cpus)" if machine.get("idle_cpus_poll")
+                             else "as the system sets them"),
         f"- load average (1 min) when the run started: {machine['load_average_1min']:.2f}"
         " (other work on the machine slows every number; ratios suffer less)",
     ]

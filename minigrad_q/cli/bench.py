@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from .. import backend, bench
-from .usage import UsageError, check_at_least
+from .. import backend, bench, storage
+from .usage import UsageError, check_at_least, poll_idle_if
 
 BENCH_MODES = (*bench.MODES, "profile")
 
@@ -20,6 +20,11 @@ def run(args: argparse.Namespace) -> int:
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UsageError(f"bench: cannot write {path}: its folder does not exist")
     device = backend.parse_device(args.device)
+    with poll_idle_if(args.poll_idle, "bench"):
+        return _measure(args, modes, device)
+
+
+def _measure(args: argparse.Namespace, modes: list[str], device: str) -> int:
     if not modes:
         modes = ["lenet"]
         print("no mode given: measuring --lenet, one LeNet-5 training step against PyTorch (the others: "
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if not modes:
             return 0
     results = bench.run(modes, device=device, repeat=args.repeat, threads=args.threads, large_size=args.large_size,
-                        rss_steps=args.rss_steps, quant_size=args.quant_size)
+                        rss_steps=args.rss_steps, quant_size=args.quant_size, idle_cpus_poll=args.poll_idle)
     print(bench.format_results(results))
     if args.json:
         try:
@@ -41,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nresults written to {args.json}")
     if args.markdown:
         try:
-            with open(args.markdown, "w", encoding="utf-8") as file:
-                file.write(bench.write_markdown(results))
+            storage.write_atomic(args.markdown, bench.write_markdown(results).encode("utf-8"))
         except OSError as error:
             raise UsageError(f"bench: cannot write {args.markdown}: {error.strerror or error}") from None
         print(f"markdown written to {args.markdown}")
@@ -70,6 +74,8 @@ def add_command(commands: Any) -> None:
                          help="elements of the large case (default 1M)")
     command.add_argument("--quant-size", type=int, default=1 << 24,
                          help="elements of --quant's tensor (default 16M)")
+    command.add_argument("--poll-idle", action="store_true",
+                         help="idle CPUs poll instead of halting while it measures (Linux, root; see minigrad_q.poll_idle_cpus)")
     command.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     command.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (docs/benchmarks.md)")
     command.set_defaults(run=run)

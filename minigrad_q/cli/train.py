@@ -9,7 +9,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError, read_metadata
 from ..train import RUN_FIELDS, ConfigError, TrainConfig, TrainingDiverged, train
-from .usage import UsageError
+from .usage import UsageError, poll_idle_if
 
 TRAIN_OPTIONS = ("model", "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum",
                  "weight_decay", "schedule", "label_smoothing", "device", "seed", "save", "resume", "json_path", "train_size",
@@ -36,7 +36,8 @@ def train_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     config = train_config(args)
     try:
-        train(config)
+        with poll_idle_if(args.poll_idle, "train"):
+            train(config)
     except KeyboardInterrupt:
         if config.save and os.path.isfile(config.save):
             print(f"minigrad-q: interrupted; {config.save} holds the run up to its last finished epoch: continue it "
@@ -88,6 +89,8 @@ def add_command(commands: Any) -> None:
     command.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     command.add_argument("--json", dest="json_path", metavar="PATH", help="write the summary as JSON")
     command.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
+    command.add_argument("--poll-idle", action="store_true",
+                         help="idle CPUs poll instead of halting during the run (Linux, root; see minigrad_q.poll_idle_cpus)")
     parallel = command.add_argument_group("data-parallel training (pip install -e '.[mpi]')")
     parallel.add_argument("--distributed", action="store_true", default=None,
                           help="train on every rank of mpiexec -n N, each on its shard of every batch "
