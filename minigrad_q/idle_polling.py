@@ -1,4 +1,5 @@
-"""``poll_idle_cpus()``: idle CPUs poll instead of halting while a block runs (Linux; root).
+"""``poll_idle_cpus()``: idle CPUs poll instead of halting while a block runs (Linux; root); and
+``idle_report()``, how this machine's idle CPUs behave, for ``minigrad-q info``.
 
 The fused CPU paths hand batch chunks to worker threads (ops/workers.py) several times per training
 step. A worker, or the caller waiting for it, that finds its CPU halted waits for that CPU to wake: on
@@ -15,9 +16,12 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 PM_QOS_FILE = "/dev/cpu_dma_latency"
+IDLE_DRIVER_FILE = "/sys/devices/system/cpu/cpuidle/current_driver"
+HALT_POLL_FILE = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"  # haltpoll's longest poll before halting
 
 
 @contextlib.contextmanager
@@ -33,3 +37,23 @@ def poll_idle_cpus(path: str | None = None) -> Iterator[BinaryIO]:
     with request:
         request.write(struct.pack("=i", 0))
         yield request
+
+
+def idle_report() -> str:
+    """The idle driver and haltpoll's polling limit where Linux shows them, and what that means here."""
+    driver, poll = (_read(path) for path in (IDLE_DRIVER_FILE, HALT_POLL_FILE))
+    if driver is None:
+        return "not shown by this system"
+    if poll is None:
+        return f"{driver} driver"
+    report = f"{driver} driver, guest_halt_poll_ns {poll}"
+    if poll == "0":
+        report += " (idle CPUs halt at once, so each hand-off to a worker thread waits for one to wake: try --poll-idle)"
+    return report
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None

@@ -23,18 +23,15 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import minigrad_q as mq
 from minigrad_q import optim
 from minigrad_q.bench import machine
 from minigrad_q.bench.cnn import MODEL_CASES
 from minigrad_q.bench.timing import time_median
+from minigrad_q.idle_polling import idle_report
 from minigrad_q.models import build_model
 from minigrad_q.ops import _conv_plan, _pool_plan, cross_entropy, workers
-
-IDLE_SETTINGS = ["/sys/module/haltpoll/parameters/guest_halt_poll_ns",
-                 "/sys/devices/system/cpu/cpuidle/current_driver"]
 
 
 def ping_pong(first_cpu: int, second_cpu: int, rounds: int = 2000) -> float:
@@ -163,12 +160,11 @@ def main() -> None:
             columns["idle CPUs poll (minigrad_q.poll_idle_cpus)"] = measure(step, cpus)
     except RuntimeError as error:
         print(f"only the system's idle settings measured: {error}")
-    settings = [f"{path}: {Path(path).read_text().strip()}" for path in IDLE_SETTINGS if Path(path).exists()]
     names = [name for name, _ in next(iter(columns.values()))]
     lines = [f"| measured | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|",
              *[f"| {name} | {' | '.join(dict(rows)[name] for rows in columns.values())} |" for name in names], "",
              f"Machine: {facts['cpu']}, {len(cpus)} usable cores; NumPy {facts['numpy']} ({facts['blas']}); "
-             f"idle settings: {'; '.join(settings) or 'not shown'}; `python scripts/thread_handoff.py`."]
+             f"idle CPUs: {idle_report()}; `python scripts/thread_handoff.py`."]
     machine.print_page(lines, args.markdown)
 
 

@@ -40,3 +40,33 @@ def test_poll_idle_is_refused_before_any_work_where_the_request_cannot_be_made(c
     out, err = capsys.readouterr()
     assert f"{command[0]}: poll_idle_cpus: cannot open" in err and len(err.strip().splitlines()) == 1
     assert out == ""  # nothing measured or trained first
+
+
+def fake_idle_files(tmp_path, monkeypatch, driver=None, poll=None):
+    for name, value in (("IDLE_DRIVER_FILE", driver), ("HALT_POLL_FILE", poll)):
+        path = tmp_path / name
+        if value is not None:
+            path.write_text(value + "\n")
+        monkeypatch.setattr(idle_polling, name, str(path))
+
+
+def test_idle_report_says_when_idle_cpus_halt_at_once(tmp_path, monkeypatch):
+    fake_idle_files(tmp_path, monkeypatch, driver="haltpoll", poll="0")
+    report = idle_polling.idle_report()
+    assert report.startswith("haltpoll driver, guest_halt_poll_ns 0 (idle CPUs halt at once") and "--poll-idle" in report
+
+
+@pytest.mark.parametrize(("driver", "poll", "expected"), [
+    ("haltpoll", "200000", "haltpoll driver, guest_halt_poll_ns 200000"),
+    ("intel_idle", None, "intel_idle driver"),
+    (None, None, "not shown by this system"),
+])
+def test_idle_report_without_the_hint(driver, poll, expected, tmp_path, monkeypatch):
+    fake_idle_files(tmp_path, monkeypatch, driver=driver, poll=poll)
+    assert idle_polling.idle_report() == expected
+
+
+def test_info_shows_the_idle_report(tmp_path, monkeypatch, capsys):
+    fake_idle_files(tmp_path, monkeypatch, driver="intel_idle")
+    assert main(["info"]) == 0
+    assert "idle CPUs   intel_idle driver" in capsys.readouterr().out.splitlines()

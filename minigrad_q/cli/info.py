@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import __version__, backend
 from ..bench import gpu_report, thread_report
+from ..idle_polling import idle_report
 from ..inspect import format_table
 
 
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         ("devices", ", ".join(["cpu", *gpus]) + (f"; cuda: {why_none}" if why_none else "")),
         ("BLAS", backend.blas_info()),
         ("threads", thread_report()),
+        ("idle CPUs", idle_report()),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
