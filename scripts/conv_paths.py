@@ -1,8 +1,8 @@
 """Which of conv2d's fused CPU paths is fastest for which convolution, on this machine: the column
 matrices, the shifted GEMMs (ops/_conv_shifted.py) and the kernel-row GEMMs (ops/_conv_rows.py), each
 forced in turn, against the path ops/_conv_plan.py's rules choose. The table says whether the rules
-(SHIFTED_MIN_CHANNELS, ROWS_MIN_KERNEL_ROWS, ROWS_MIN_DEPTH) pick the fastest path here; run it on a
-new CPU type before trusting them there.
+(SHIFTED_MIN_CHANNELS, ROWS_MIN_KERNEL_ROWS, ROWS_MIN_DEPTH, ROWS_MIN_DEPTH_DX) pick the fastest path
+here; run it on a new CPU type before trusting them there.
 
     python scripts/conv_paths.py [--markdown docs/benchmarks/conv-paths-intel-xeon.md] [--rounds 3]
 
@@ -35,12 +35,17 @@ CASES = [
     ("5x5 C4 K16 14x14", 128, 4, 16, 14, 5, 0, True),
     ("5x5 C8 K16 28x28", 64, 8, 16, 28, 5, 2, True),
     ("7x7 C8 K16 28x28", 64, 8, 16, 28, 7, 3, True),
+    ("5x5 C4 K16 28x28", 64, 4, 16, 28, 5, 2, True),
+    ("5x5 C4 K32 14x14", 128, 4, 32, 14, 5, 2, True),
+    ("5x5 C3 K16 28x28", 64, 3, 16, 28, 5, 2, True),
+    ("7x7 C3 K16 28x28", 64, 3, 16, 28, 7, 3, True),
+    ("7x7 C3 K16 28x28, no dX", 64, 3, 16, 28, 7, 3, False),
 ]
 OFF = 1 << 62
 PATHS = {  # the constants that force each path (the others stay as they are)
     "columns": {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": OFF},
     "shifted": {"SHIFTED_MIN_CHANNELS": 1, "ROWS_MIN_KERNEL_ROWS": OFF},
-    "rows": {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1},
+    "rows": {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1, "ROWS_MIN_DEPTH_DX": 1},
 }
 
 

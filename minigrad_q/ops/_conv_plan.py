@@ -26,8 +26,9 @@ Choices (the tuning constants below; tests shrink them to reach every path):
 - on that grid, stride-1 ungrouped convs with SHIFTED_MIN_CHANNELS input and output channels or more
   take the shifted GEMMs where ops/_blas.py found NumPy's BLAS GEMM, in chunks of as many images as
   an im2col column matrix over the grid would hold in SHIFTED_CHUNK_BYTES; other stride-1 ungrouped
-  convs with ROWS_MIN_KERNEL_ROWS kernel rows and kw·C of ROWS_MIN_DEPTH or more take the kernel-row
-  GEMMs, in chunks whose kernel-row matrix takes at most CHUNK_BYTES;
+  convs with ROWS_MIN_KERNEL_ROWS kernel rows and kw·C of ROWS_MIN_DEPTH or more (ROWS_MIN_DEPTH_DX
+  where the input needs a gradient) take the kernel-row GEMMs, in chunks whose kernel-row matrix
+  takes at most CHUNK_BYTES;
 - matrix rows get ``leading_dim`` columns: 16 more where rows would be a multiple of 1 KiB apart.
 Why these choices, and what they measured: docs/benchmarks.md, "Notes: conv2d and max_pool2d",
 "Notes: conv2d by shifted and kernel-row GEMMs" and "Notes: ReLU before MaxPool2d, chunk sizes, BLAS
@@ -52,6 +53,7 @@ PER_IMAGE_AREA = 256  # from this many output pixels on, one GEMM per image writ
 SHIFTED_MIN_CHANNELS = 16  # shifted GEMMs (ops/_conv_shifted.py) from this many input and output channels on
 SHIFTED_CHUNK_BYTES = 4 << 20  # their batch chunks, in bytes of an im2col column matrix over the grid
 ROWS_MIN_KERNEL_ROWS, ROWS_MIN_DEPTH = 5, 24  # kernel-row GEMMs (ops/_conv_rows.py) from kh and kw·C this large
+ROWS_MIN_DEPTH_DX = 20  # ... and from this kw·C where the input needs a gradient (their dX beats col2im's)
 THREADS: int | None = None  # worker threads over batch chunks; None: as many as the BLAS uses
 
 
@@ -228,7 +230,8 @@ class ConvPlan:
         self.method = "columns"  # or "shifted" / "rows": ACCUMULATING's GEMMs, by self.gemm
         if self.gemm is not None and grid_fits and min(self.c, self.k) >= SHIFTED_MIN_CHANNELS:
             self.method = "shifted"
-        elif self.gemm is not None and self.kh >= ROWS_MIN_KERNEL_ROWS and self.kw * self.c >= ROWS_MIN_DEPTH:
+        elif (self.gemm is not None and self.kh >= ROWS_MIN_KERNEL_ROWS
+              and self.kw * self.c >= (ROWS_MIN_DEPTH_DX if need_x else ROWS_MIN_DEPTH)):
             self.method = "rows"
         itemsize, budget = dtype.itemsize, SHIFTED_CHUNK_BYTES if self.method == "shifted" else CHUNK_BYTES
         if self.method == "rows":  # chunks of the kernel-row matrix

@@ -148,7 +148,7 @@ ROWS_IMAGE = 12 * 10 * 8 * 8  # one image's kernel-row matrix: 3 x 4 rows over 1
 OFF = 10**9
 COLUMNS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": OFF}  # the column-matrix path
 SHIFTED = {"SHIFTED_MIN_CHANNELS": 1, "ROWS_MIN_KERNEL_ROWS": OFF, "WIDE_MAX_WASTE": 100.0}
-ROWS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1}
+ROWS = {"SHIFTED_MIN_CHANNELS": OFF, "ROWS_MIN_KERNEL_ROWS": 1, "ROWS_MIN_DEPTH": 1, "ROWS_MIN_DEPTH_DX": 1}
 PATHS = {  # name: the tuning constants of ops/_conv_plan.py to set
     "one chunk a worker, kept, wide": {**COLUMNS, "CHUNK_BYTES": 1 << 20, "SAVE_COLUMNS_BYTES": 1 << 30, "WIDE_MAX_WASTE": 100.0,
                               "PER_IMAGE_AREA": OFF},
@@ -447,6 +447,19 @@ def test_the_stride_1_gemm_paths_on_drawn_shapes(data):
     np.testing.assert_allclose(xt.grad.numpy(), unbatch(grad_x), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.numpy(), grad_w, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(bt.grad.numpy(), grad_b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("channels, kernel, need_x, method", [(4, 5, True, "rows"), (4, 5, False, "columns"),
+                                                             (6, 5, False, "rows"), (3, 5, True, "columns"),
+                                                             (3, 7, True, "rows"), (8, 3, True, "columns")])
+def test_kernel_rows_from_five_rows_and_a_depth_of_24_or_20_with_an_input_gradient(channels, kernel, need_x, method):
+    """The kernel-row rule (docs/benchmarks.md, "Notes: waking a worker thread"): kh >= 5 and kw·C >= 24, or
+    kw·C >= 20 where dX is needed, whose kernel-row dX beats the column matrices' col2im."""
+    if conv_plan._blas.gemm(np.float32) is None:
+        pytest.skip("NumPy's BLAS has no GEMM that ops/_blas.py calls")
+    plan = conv_plan.ConvPlan((8, channels, 14, 14), (16, channels, kernel, kernel), (1, 1), (0, 0, 0, 0), (1, 1), 1,
+                              np.dtype(np.float32), need_x=need_x)
+    assert plan.method == method
 
 
 @pytest.mark.parametrize("images, side, split", [(64, 28, True), (64, 8, False)])
