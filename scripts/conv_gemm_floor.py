@@ -18,7 +18,6 @@ Needs torch (`pip install torch==2.13.0`).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from collections.abc import Callable
@@ -117,8 +116,7 @@ def table(results: list[tuple[str, dict]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--markdown", help="also write the table, with the machine, to this file")
+    parser = machine.page_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=7, help="timed calls of each; the fastest counts (default 7)")
     args = parser.parse_args()
     facts = machine.describe_machine("cpu")

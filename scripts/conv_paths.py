@@ -13,7 +13,6 @@ are (the workers follow them).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import numpy as np
@@ -91,8 +90,7 @@ def table(results: list[tuple[str, dict[str, float], str]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--markdown", help="also write the table, with the machine, to this file")
+    parser = machine.page_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the paths (default 3)")
     args = parser.parse_args()
     facts = machine.describe_machine("cpu")

@@ -17,7 +17,6 @@ an idle CPU takes far longer than the work between wake-ups. This script measure
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import threading
@@ -148,8 +147,7 @@ def measure(step: Callable[[], object], cpus: list[int]) -> list[tuple[str, str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--markdown", help="also write the table, with the machine, to this file")
+    parser = machine.page_parser(__doc__)
     args = parser.parse_args()
     facts = machine.describe_machine("cpu")
     cpus = sorted(os.sched_getaffinity(0))

@@ -1,8 +1,9 @@
 """What the benchmarks run on: the machine's description and its own limits (GEMM rate, copy bandwidth), and
-the pages that name it (``cpu_page``, ``print_page``)."""
+the pages that name it (``cpu_page``; ``page_parser`` and ``print_page`` for the benchmark scripts)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -42,6 +43,13 @@ def cpu_page(cpu: str) -> str:
     Speed ratios differ between CPU types, so each type seen keeps a page of its own."""
     words = re.sub(r"\((r|tm)\)|\b(processor|cpu)\b|@.*", " ", cpu.lower())
     return "-".join(re.findall(r"[a-z0-9]+", words)) or "unknown-cpu"
+
+
+def page_parser(docstring: str) -> argparse.ArgumentParser:
+    """A benchmark script's command line: its docstring's first paragraph, and --markdown for print_page."""
+    parser = argparse.ArgumentParser(description=docstring.split("\n\n")[0])
+    parser.add_argument("--markdown", help="also write the table, with the machine, to this file")
+    return parser
 
 
 def print_page(lines: list[str], markdown: str | None) -> None:

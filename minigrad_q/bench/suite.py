@@ -72,6 +72,7 @@ def format_results(results: dict[str, Any]) -> str:
 def write_markdown(results: dict[str, Any]) -> str:
     """docs/benchmarks.md from one run's results."""
     machine, limits, device = results["machine"], results["limits"], results["device"]
+    polled = machine.get("idle_cpus_poll")
     measured = (f"Measured {results['date']} with `minigrad-q bench` (minigrad_q {results['minigrad_q']}, "
                 f"device `{device}`, median of {results['repeat']} repeats after a warm-up run).")
     if device == "cpu":
@@ -80,9 +81,9 @@ def write_markdown(results: dict[str, Any]) -> str:
             "",
             measured,
             "Regenerate with `minigrad-q bench --overhead --conv --lenet --toycnn --rss --quant "
-            + ("--poll-idle --markdown " if machine.get("idle_cpus_poll") else "--markdown ")
-            + f"docs/benchmarks/{cpu_page(machine['cpu'])}{'-poll-idle' if machine.get('idle_cpus_poll') else ''}.md` "
-            "on this CPU type (add `--json PATH` for raw numbers); "
+            f"{'--poll-idle ' if polled else ''}--markdown "
+            f"docs/benchmarks/{cpu_page(machine['cpu'])}{'-poll-idle' if polled else ''}.md` on this CPU type "
+            "(add `--json PATH` for raw numbers); "
             "[benchmarks.md](../benchmarks.md) lists the pages of every CPU type measured.",
         ]
     else:
@@ -110,8 +111,7 @@ def write_markdown(results: dict[str, Any]) -> str:
             "MINIGRAD_Q_KEEP_FREED_MEMORY=0 turns it off)"
             if machine.get("keeps_freed_host_memory") else "glibc's defaults"
         ),
-        "- idle CPUs: " + ("poll (`--poll-idle`, minigrad_q.poll_idle_cpus)" if machine.get("idle_cpus_poll")
-                             else "as the system sets them"),
+        "- idle CPUs: " + ("poll (`--poll-idle`, minigrad_q.poll_idle_cpus)" if polled else "as the system sets them"),
         f"- load average (1 min) when the run started: {machine['load_average_1min']:.2f}"
         " (other work on the machine slows every number; ratios suffer less)",
     ]
